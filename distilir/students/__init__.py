@@ -1,1 +1,80 @@
-__all__: list[str] = []
+"""Students: the fast models trained on teacher scores.
+
+Every student maps a batch of queries and candidate lists to ``[B, N]`` scores with gradients
+(``score`` / ``forward_scores``), which :mod:`distilir.losses` consume; see
+:mod:`distilir.students.base` for the protocol and the saved format.
+
+* :class:`BiEncoderStudent` — dense, over a sentence-transformers ``SentenceTransformer``
+* :class:`SpladeStudent` — learned sparse, over a ``SparseEncoder``, with the FLOPS regulariser
+* :class:`CrossEncoderStudent` — pairwise scorer, over a ``CrossEncoder`` with one logit
+
+Model names: everything ``distilir_index.models.resolve_model`` resolves, plus
+``paraphrase-MiniLM-L3-v2`` (rebuilt from its packaged ONNX file by :func:`build_minilm_l3`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from distilir.students.base import (
+    BaseStudent,
+    EncoderStudent,
+    Student,
+    StudentError,
+    StudentOutput,
+    read_student_manifest,
+)
+from distilir.students.bi_encoder import BiEncoderStudent
+from distilir.students.cross_encoder import CrossEncoderStudent
+from distilir.students.flops import FlopsSchedule, flops, quadratic_warmup
+from distilir.students.minilm_l3 import build_minilm_l3
+from distilir.students.models import resolve_student_model
+from distilir.students.splade import SpladeStudent
+
+__all__ = [
+    "STUDENTS",
+    "BaseStudent",
+    "BiEncoderStudent",
+    "CrossEncoderStudent",
+    "EncoderStudent",
+    "FlopsSchedule",
+    "SpladeStudent",
+    "Student",
+    "StudentError",
+    "StudentOutput",
+    "build_minilm_l3",
+    "build_student",
+    "flops",
+    "load_student",
+    "quadratic_warmup",
+    "resolve_student_model",
+]
+
+#: Student classes by the ``kind`` a config names.
+STUDENTS: dict[str, type[BaseStudent]] = {
+    "bi_encoder": BiEncoderStudent,
+    "splade": SpladeStudent,
+    "cross_encoder": CrossEncoderStudent,
+}
+
+
+def build_student(kind: str, **kwargs: Any) -> BaseStudent:
+    """Build a student from its ``kind`` (``bi_encoder``, ``splade``, ``cross_encoder``) and arguments."""
+    if kind not in STUDENTS:
+        raise StudentError(f"unknown student kind {kind!r}; valid kinds are {sorted(STUDENTS)}")
+    try:
+        return STUDENTS[kind](**kwargs)
+    except TypeError as exc:
+        raise StudentError(f"cannot build a {kind!r} student with arguments {sorted(kwargs)}: {exc}") from exc
+
+
+def load_student(path: str | os.PathLike[str], **overrides: Any) -> BaseStudent:
+    """Load a student saved by ``student.save(path)``, whatever its kind."""
+    manifest = read_student_manifest(path)
+    kind = manifest.get("kind")
+    if kind not in STUDENTS:
+        raise StudentError(
+            f"{path}: unknown student kind {kind!r} in manifest.json; valid kinds are {sorted(STUDENTS)}"
+        )
+    return STUDENTS[kind].load(path, **overrides)

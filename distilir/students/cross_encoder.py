@@ -1,0 +1,95 @@
+"""Cross-encoder student over a sentence-transformers ``CrossEncoder`` with one output logit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from distilir.students.base import BaseStudent, StudentError, StudentOutput, layout_batch
+from distilir.students.models import model_label, resolve_student_model
+
+__all__ = ["CrossEncoderStudent"]
+
+
+class CrossEncoderStudent(BaseStudent):
+    r"""A cross-encoder: :math:`s(q, d) = \mathrm{logit}(\mathrm{BERT}([CLS]\, q\, [SEP]\, d\, [SEP]))`.
+
+    ``score`` returns the raw logits (no sigmoid) of every real (query, document) pair as [B, N], with
+    gradients; they equal ``CrossEncoder.predict(pairs, activation_fn=torch.nn.Identity())`` in eval
+    mode. There are no separate query / document encodings, so no in-batch matrix either
+    (``StudentOutput.in_batch_scores`` is None); use listwise or pairwise losses.
+
+    Built from a bi-encoder folder (e.g. ``all-MiniLM-L6-v2``) the classification head is new and
+    random: pass ``seed`` to make it reproducible.
+
+    Args:
+        model: packaged name, folder, hub id, or a loaded ``CrossEncoder``.
+        max_length: truncation of the joint (query, document) input in tokens.
+        seed: seed of the new head's initialisation (None: torch's global generator).
+        device: torch device to load the model on.
+    """
+
+    kind = "cross_encoder"
+
+    def __init__(
+        self,
+        model: Any = "all-MiniLM-L6-v2",
+        max_length: int | None = None,
+        seed: int | None = None,
+        device: str | None = None,
+    ) -> None:
+        super().__init__()
+        from sentence_transformers import CrossEncoder
+
+        if max_length is not None and (
+            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0
+        ):
+            raise StudentError(f"max_length must be a positive number of tokens, got {max_length!r}")
+        self.seed = seed
+        if isinstance(model, CrossEncoder):
+            self.model = model
+            self.model_name = model_label(model)
+            if max_length is not None:
+                self.model.max_seq_length = max_length
+        elif isinstance(model, str):
+            self.model_name = model
+            with torch.random.fork_rng(devices=[], enabled=seed is not None):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                self.model = CrossEncoder(
+                    resolve_student_model(model), num_labels=1, max_length=max_length, device=device
+                )
+        else:
+            raise StudentError(
+                f"model must be a name, a folder or a CrossEncoder, got {type(model).__name__}"
+            )
+        if self.model.num_labels != 1:
+            raise StudentError(
+                "a cross-encoder student needs exactly one output logit, the model has "
+                f"{self.model.num_labels}"
+            )
+
+    def forward_scores(
+        self, queries: Sequence[str], docs_lists: Sequence[Sequence[str]], mask: Tensor | None = None
+    ) -> StudentOutput:
+        from sentence_transformers.util import batch_to_device
+
+        layout = layout_batch(queries, docs_lists, mask)
+        pairs = [(layout.queries[r], d) for r, d in zip(layout.rows.tolist(), layout.flat_docs, strict=True)]
+        features = batch_to_device(self.model.preprocess(pairs), self.device)
+        logits = self.model(features)["scores"].reshape(-1)
+        return StudentOutput(
+            scores=layout.scatter(logits),
+            mask=layout.mask.to(logits.device),
+            regularization_loss=logits.new_zeros(()),
+        )
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "max_length": int(self.model.max_seq_length) if self.model.max_seq_length else None,
+            "seed": self.seed,
+        }
