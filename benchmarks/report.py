@@ -1,0 +1,111 @@
+"""The generated benchmark report: Markdown tables, a JSON dump, and matplotlib plots.
+
+- effectiveness (nDCG@10) against single-query latency per system and dataset (a Pareto chart);
+- a paired t-test per query of each system against BM25 on the same dataset and split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+__all__ = ["write_markdown"]
+
+
+def _significance(results) -> dict[str, tuple[float, float]]:
+    """condition id -> (mean nDCG@10 difference vs BM25, p-value of a paired t-test)."""
+    from scipy.stats import ttest_rel
+
+    out = {}
+    base = {(r.condition.dataset, r.condition.split): r for r in results
+            if r.condition.pipeline.get("type") == "first_stage" and r.condition.pipeline.get("retriever") == "bm25"}
+    for r in results:
+        b = base.get((r.condition.dataset, r.condition.split))
+        if b is None or b is r:
+            continue
+        qids = sorted(set(b.per_query) & set(r.per_query))
+        xs = [r.per_query[q].get("nDCG@10", 0.0) for q in qids]
+        ys = [b.per_query[q].get("nDCG@10", 0.0) for q in qids]
+        if len(qids) > 1 and any(x != y for x, y in zip(xs, ys)):
+            stat = ttest_rel(xs, ys)
+            out[r.condition.id] = (sum(xs) / len(xs) - sum(ys) / len(ys), float(stat.pvalue))
+    return out
+
+
+def _pareto_plot(results, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(r.condition.dataset, r.condition.name, r.efficiency["latency_p50_ms"], r.metrics.get("nDCG@10"))
+              for r in results if "latency_p50_ms" in r.efficiency and r.metrics.get("nDCG@10") is not None]
+    if not points:
+        return None
+    datasets = sorted({p[0] for p in points})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    for ax, d in zip(axes[0], datasets):
+        pts = sorted((p for p in points if p[0] == d), key=lambda p: p[2])
+        best = -1.0
+        frontier = []
+        for p in pts:
+            if p[3] > best:
+                frontier.append(p)
+                best = p[3]
+        ax.plot([p[2] for p in frontier], [p[3] for p in frontier], "--", color="grey", lw=1, label="Pareto front")
+        for _, name, lat, ndcg in pts:
+            ax.scatter(lat, ndcg, s=30)
+            ax.annotate(name, (lat, ndcg), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("single-query latency p50 (ms, log scale)")
+        ax.set_ylabel("nDCG@10")
+        ax.set_title(d)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_markdown(results, out_dir: Path, wall_s: float) -> Path:
+    from benchmarks.runner import results_to_json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results_to_json(results), indent=1) + "\n")
+    plot = _pareto_plot(results, out_dir / "pareto.png")
+    sig = _significance(results)
+    lines = [
+        "# distilir benchmark report",
+        "",
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python -m benchmarks --report` "
+        f"on {platform.machine()} with {os.cpu_count()} CPUs; wall time {wall_s:.0f} s.",
+        "",
+        "| condition | pipeline | nDCG@10 | RR@10 | R@100 | published nDCG@10 (source) | Δ vs BM25 (p) | p50 ms | p99 ms | q/s batched | status |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        m, e, c = r.metrics, r.efficiency, r.condition
+        pub = c.published.get("nDCG@10")
+        d = sig.get(c.id)
+        lines.append("| " + " | ".join([
+            c.id, c.pipeline["type"] + (f" {c.pipeline.get('retriever', '')}" if c.pipeline["type"] == "first_stage" else ""),
+            f"{m.get('nDCG@10', float('nan')):.4f}", f"{m.get('RR@10', float('nan')):.4f}",
+            f"{m.get('R@100', float('nan')):.4f}",
+            f"{pub[0]} ({pub[1]})" if pub else "-",
+            f"{d[0]:+.4f} ({d[1]:.3g})" if d else "-",
+            f"{e['latency_p50_ms']:.2f}" if "latency_p50_ms" in e else "-",
+            f"{e['latency_p99_ms']:.2f}" if "latency_p99_ms" in e else "-",
+            f"{e['qps_batched']:.0f}" if "qps_batched" in e else "-",
+            "OK" if r.ok else "FAIL",
+        ]) + " |")
+    if plot:
+        lines += ["", "## Effectiveness against query latency", "", f"![Pareto chart]({plot.name})"]
+    lines += ["", "Δ vs BM25: mean per-query nDCG@10 difference against the BM25 condition of the same "
+              "dataset and split, with the p-value of a paired t-test over queries.", ""]
+    path = out_dir / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

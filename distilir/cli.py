@@ -1,0 +1,190 @@
+"""The `distilir` command: one entry point, one subcommand per pipeline stage.
+
+    distilir data info DATASET
+    distilir candidates --dataset D --split train --retriever bm25 --depth 100 --out FILE
+    distilir eval --dataset D --split test --retriever bm25|dense|sparse|hybrid [--model M] [--save-run F]
+    distilir eval --dataset D --split test --run FILE
+    distilir demo
+
+Every subcommand calls library functions in-process; the CLI only parses flags and prints.
+A DATASET is a name in the data directory (``--data-dir`` or ``$DISTILIR_DATA_DIR``), a path to a
+BEIR folder, or an ir_datasets id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _dataset(args):
+    from distilir.data import load_dataset
+
+    return load_dataset(args.dataset, data_dir=args.data_dir)
+
+
+def cmd_data_info(args) -> int:
+    ds = _dataset(args)
+    info = ds.describe()
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, default=str))
+        return 0
+    from distilir.evaluation import format_table
+
+    print(f"dataset: {ds.name}")
+    for key in ("kind", "source"):
+        if key in info:
+            print(f"{key}: {info[key]}")
+    rows = []
+    for split in ds.splits():
+        qrels = ds.qrels(split)
+        rows.append({"split": split, "judged queries": len(qrels),
+                     "judgments": sum(len(v) for v in qrels.values())})
+    counts = info.get("counts", {})
+    print(f"documents: {counts.get('documents', '?')}  queries: {counts.get('queries', '?')}")
+    if rows:
+        print(format_table(rows, ["split", "judged queries", "judgments"]))
+    return 0
+
+
+def _first_stage_config(args):
+    from distilir.candidates import FirstStageConfig
+
+    return FirstStageConfig(retriever=args.retriever, model=args.model, k1=args.k1, b=args.b,
+                            factory=args.factory)
+
+
+def cmd_eval(args) -> int:
+    from distilir.candidates import retrieve
+    from distilir.conventions import conventions_for
+    from distilir.data.trec import read_run, write_run
+    from distilir.evaluation import evaluate, format_table
+
+    ds = _dataset(args)
+    conv = conventions_for(ds.name)
+    measures = tuple(args.measures) if args.measures else conv.measures
+    qrels = ds.qrels(args.split)
+    if args.run:
+        run = read_run(args.run)
+        system = Path(args.run).name
+    else:
+        config = _first_stage_config(args)
+        run = retrieve(ds, args.split, config, k=args.k, drop_self=conv.ignore_identical_ids,
+                       cache_dir=args.cache_dir)
+        system = config.retriever + (f" ({config.model})" if config.retriever != "bm25" else "")
+    if args.save_run:
+        write_run(run, args.save_run, tag=args.tag)
+        print(f"run written to {args.save_run}", file=sys.stderr)
+    result = evaluate(run, qrels, measures=measures, ignore_identical_ids=conv.ignore_identical_ids,
+                      relevance_level=conv.relevance_level)
+    row = {"dataset": ds.name, "split": args.split, "system": system, "queries": result.num_queries,
+           **{m: f"{v:.4f}" for m, v in result.aggregate.items()}}
+    print(format_table([row], list(row)))
+    if args.per_query:
+        Path(args.per_query).write_text(json.dumps(result.per_query, indent=1, sort_keys=True) + "\n")
+        print(f"per-query results written to {args.per_query}", file=sys.stderr)
+    return 0
+
+
+def cmd_candidates(args) -> int:
+    from distilir.candidates import SamplingConfig, retrieve, sample_candidates, write_candidates
+    from distilir.conventions import conventions_for
+
+    ds = _dataset(args)
+    config = _first_stage_config(args)
+    drop_self = conventions_for(ds.name).ignore_identical_ids
+    run = retrieve(ds, args.split, config, k=args.depth, drop_self=drop_self, cache_dir=args.cache_dir)
+    sampling = None
+    if args.sample_size or args.positives != "keep" or args.window:
+        window = tuple(args.window) if args.window else (0, args.depth)
+        sampling = SamplingConfig(window=window, positives=args.positives, sample_size=args.sample_size,
+                                  seed=args.seed)
+        lists = sample_candidates(run, sampling, qrels=ds.qrels(args.split) if args.positives != "keep" else None)
+        run = {q: {d: run[q].get(d, 0.0) for d in docs} for q, docs in lists.items()}
+    write_candidates(run, args.out, info={
+        "dataset": ds.describe(), "split": args.split, "retriever": asdict(config),
+        "depth": args.depth, "sampling": sampling.as_dict() if sampling else None, "drop_self": drop_self,
+    })
+    print(f"{len(run)} queries, {sum(len(v) for v in run.values())} candidates written to {args.out}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from distilir.demo import run_demo
+
+    return run_demo(data_dir=args.data_dir, dataset=args.dataset, quick=args.quick)
+
+
+def _add_retriever_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--retriever", default="bm25", choices=["bm25", "dense", "sparse", "hybrid"])
+    p.add_argument("--model", default=None, help="encoder for dense/sparse/hybrid (hub id, folder or packaged name)")
+    p.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default 0.9, pyserini BEIR flat)")
+    p.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
+    p.add_argument("--factory", default="flat", help="FAISS index for dense: flat|hnsw|ivfpq|sq8 or a factory string")
+    p.add_argument("--cache-dir", default=None, help="where built indexes are cached (default $DISTILIR_CACHE/indexes)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distilir", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=None, help="folder of BEIR collections (default $DISTILIR_DATA_DIR)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
+    info = data.add_parser("info", help="counts, splits and file hashes of a dataset")
+    info.add_argument("dataset")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_data_info)
+
+    ev = sub.add_parser("eval", help="retrieve and evaluate (or evaluate a saved run)")
+    ev.add_argument("--dataset", required=True)
+    ev.add_argument("--split", default="test")
+    _add_retriever_flags(ev)
+    ev.add_argument("--run", default=None, help="evaluate this TREC run file instead of retrieving")
+    ev.add_argument("--k", type=int, default=1000, help="hits per query (default 1000)")
+    ev.add_argument("--measures", nargs="+", default=None, help="ir_measures names (default: the dataset's)")
+    ev.add_argument("--save-run", default=None, help="write the run as a TREC file")
+    ev.add_argument("--per-query", default=None, help="write per-query results as JSON")
+    ev.add_argument("--tag", default="distilir")
+    ev.set_defaults(func=cmd_eval)
+
+    ca = sub.add_parser("candidates", help="first-stage candidate lists for teacher scoring")
+    ca.add_argument("--dataset", required=True)
+    ca.add_argument("--split", default="train")
+    _add_retriever_flags(ca)
+    ca.add_argument("--depth", type=int, default=100)
+    ca.add_argument("--window", type=int, nargs=2, default=None, metavar=("START", "END"))
+    ca.add_argument("--positives", default="keep", choices=["keep", "include", "exclude"])
+    ca.add_argument("--sample-size", type=int, default=None)
+    ca.add_argument("--seed", type=int, default=13)
+    ca.add_argument("--out", required=True)
+    ca.set_defaults(func=cmd_candidates)
+
+    de = sub.add_parser("demo", help="the main job end to end on the embedded default (scifact)")
+    de.add_argument("--dataset", default="scifact")
+    de.add_argument("--quick", action="store_true", help="a smaller, faster variant")
+    de.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
+        # Domain errors carry their own explanation; show it without a traceback.
+        print(f"distilir: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

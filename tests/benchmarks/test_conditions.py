@@ -1,0 +1,34 @@
+"""The benchmark conditions: every file parses, and the fast CI subset reproduces its expected
+scores (a regression in effectiveness fails the build)."""
+
+import pytest
+
+from benchmarks.runner import ConditionError, load_conditions, run_condition
+
+
+def test_all_condition_files_parse_and_ids_are_unique():
+    conditions = load_conditions()
+    assert len(conditions) >= 10
+    assert len({c.id for c in conditions}) == len(conditions)
+    assert any(c.ci for c in conditions)
+
+
+def test_a_typo_in_a_condition_is_rejected(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: scifact\nconditions:\n  - name: x\n    pipeline: {type: frist_stage}\n")
+    with pytest.raises(ConditionError, match="pipeline.type must be one of"):
+        load_conditions([bad])
+    bad.write_text("dataset: scifact\nconditions:\n  - name: x\n    pipelin: {type: first_stage}\n")
+    with pytest.raises(ConditionError, match="unknown keys"):
+        load_conditions([bad])
+
+
+CI = [c for c in load_conditions() if c.ci]
+
+
+@pytest.mark.parametrize("condition", CI, ids=[c.id for c in CI])
+def test_ci_condition_reproduces_expected_scores(condition, data_dir, tmp_path):
+    result = run_condition(condition, data_dir=str(data_dir), cache_dir=tmp_path, measure_latency=5)
+    assert condition.expected, "a CI condition must guard at least one metric"
+    for measure, ours, expected, tol, ok in result.checks:
+        assert ok, f"{condition.id} {measure}: {ours:.4f}, expected {expected:.4f} ± {tol}"
