@@ -118,7 +118,7 @@ class DenseEncoder:
     def from_description(cls, described: Mapping[str, Any], model: Any = None, **kwargs: Any) -> DenseEncoder:
         """Rebuild the encoder an index was built with (``model`` overrides where to load it from)."""
         source = model if model is not None else (described.get("path") or described["name"])
-        if isinstance(source, str) and not os.path.exists(source):
+        if model is None and isinstance(source, str) and not os.path.exists(source):
             source = described["name"]
         return cls(
             source,

@@ -48,6 +48,8 @@ __all__ = ["DocumentTable", "load_index", "register_index_kind", "registered_ind
 _REGISTRY: dict[str, Any] = {
     "bm25": "distilir_index.bm25:BM25Index",
     "dense": "distilir_index.dense:DenseIndex",
+    "sparse": "distilir_index.sparse:SparseIndex",
+    "hybrid": "distilir_index.hybrid:HybridIndex",
 }
 
 

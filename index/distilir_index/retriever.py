@@ -1,0 +1,221 @@
+"""What RAG code calls: one object over any saved index, searched one query (or a batch) at a time.
+
+Example::
+
+    from distilir_index.retriever import Retriever
+
+    retriever = Retriever.load("indexes/scifact-dense")          # any kind: dense, sparse, bm25, hybrid
+    for hit in retriever.search("what lowers blood pressure?", k=5, filters={"year": {"$gte": 2015}}):
+        print(hit.id, round(hit.score, 3), hit.text[:80], hit.metadata)
+
+A ``Retriever`` adds to an index what callers outside this package need: checked arguments with
+errors that say what to do (an empty query, ``k`` out of range, a single string where a list of
+queries was meant), one-query and batch entry points, and a description of what is loaded (kind,
+document count, encoder, manifest) for logs, the REST service and adapters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from distilir_index.base import Hit, Index, IndexError_, read_manifest
+
+__all__ = ["DEFAULT_MAX_K", "InvalidK", "InvalidQuery", "Retriever"]
+
+#: Largest ``k`` accepted unless a Retriever is given another ``max_k``.
+DEFAULT_MAX_K = 1000
+
+
+class InvalidQuery(IndexError_, ValueError):
+    """A query that cannot be searched: not a string, or empty after stripping whitespace."""
+
+
+class InvalidK(IndexError_, ValueError):
+    """``k`` is not an integer in ``1..max_k``."""
+
+
+#: Index kinds of this package that ``load_index`` may not know yet (registered lazily, by import
+#: string, through loading's public ``register_index_kind``; a kind already registered is left alone).
+_BUILTIN_KINDS = {
+    "sparse": "distilir_index.sparse:SparseIndex",
+    "hybrid": "distilir_index.hybrid:HybridIndex",
+}
+
+
+def _register_builtin_kinds() -> None:
+    from distilir_index.loading import register_index_kind, registered_index_kinds
+
+    known = set(registered_index_kinds())
+    for kind, target in _BUILTIN_KINDS.items():
+        if kind not in known:
+            register_index_kind(kind, target)
+
+
+class Retriever:
+    """Searches one index with checked arguments.
+
+    Args:
+        index: any object following :class:`distilir_index.base.Index` (BM25Index, DenseIndex,
+            SparseIndex, HybridIndex, ...).
+        max_k: the largest ``k`` a caller may ask for (default :data:`DEFAULT_MAX_K`).
+        path: where the index was loaded from (set by :meth:`load`; shown by :meth:`describe`).
+        manifest: the index's manifest.json (set by :meth:`load`).
+    """
+
+    def __init__(
+        self,
+        index: Index,
+        *,
+        max_k: int = DEFAULT_MAX_K,
+        path: str | os.PathLike[str] | None = None,
+        manifest: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not callable(getattr(index, "search", None)):
+            raise TypeError(
+                f"Retriever needs an index with a search() method (see distilir_index.base.Index), "
+                f"got {type(index).__name__}. Load one with Retriever.load(path)."
+            )
+        if isinstance(max_k, bool) or not isinstance(max_k, int) or max_k < 1:
+            raise ValueError(f"max_k must be a positive integer, got {max_k!r}")
+        self.index = index
+        self.max_k = max_k
+        self.path = Path(path) if path is not None else None
+        self.manifest = dict(manifest) if manifest is not None else None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, max_k: int = DEFAULT_MAX_K, **kwargs: Any) -> Retriever:
+        """Load a saved index of any kind (``distilir_index.loading.load_index`` picks the class
+        from manifest.json); ``kwargs`` go to that class's ``load`` (e.g. a query encoder ``model``)."""
+        from distilir_index.loading import load_index
+
+        _register_builtin_kinds()
+        manifest = read_manifest(path)  # a clear ManifestError before any model is loaded
+        index = load_index(path, **kwargs)
+        return cls(index, max_k=max_k, path=path, manifest=manifest)
+
+    # -- searching ---------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best hits for one query, best first.
+
+        Args:
+            query: the query text (not empty).
+            k: how many hits, ``1..max_k``; fewer come back when fewer documents pass ``filters``.
+            filters: metadata conditions applied before ranking, e.g. ``{"year": {"$gte": 2020}}``
+                (see :mod:`distilir_index.filters`).
+            ids: restrict the search to these document ids.
+        """
+        self.check_query(query, "query")
+        return self.search_many([query], k=k, filters=filters, ids=ids)[0]
+
+    def search_many(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[list[Hit]]:
+        """Search a batch of queries in one index call (one encoder call for dense/sparse indexes).
+        Returns one hit list per query, in order; ``filters`` and ``ids`` apply to every query."""
+        if isinstance(queries, str):
+            raise InvalidQuery(
+                "search_many expects a list of query strings, got a single string; "
+                "call search(query) or wrap it in a list"
+            )
+        queries = list(queries)
+        for i, q in enumerate(queries):
+            self.check_query(q, f"queries[{i}]")
+        self.check_k(k)
+        if filters is not None and not isinstance(filters, Mapping):
+            from distilir_index.filters import FilterError
+
+            raise FilterError(
+                f"filters must be a mapping of metadata field to condition, got {type(filters).__name__}: "
+                f"{filters!r}; e.g. {{'year': {{'$gte': 2020}}}}"
+            )
+        if ids is not None:
+            if isinstance(ids, str):
+                raise InvalidQuery(
+                    "ids must be a list of document ids, got a single string; wrap it in a list"
+                )
+            ids = [str(i) for i in ids]
+        if not queries:
+            return []
+        results = self.index.search(queries, k=k, filter=filters or None, ids=ids)
+        if len(results) != len(queries):  # a broken index must not silently misalign answers
+            raise IndexError_(
+                f"{type(self.index).__name__}.search returned {len(results)} result lists for "
+                f"{len(queries)} queries"
+            )
+        return [list(r[:k]) for r in results]
+
+    def check_query(self, query: Any, where: str = "query") -> None:
+        """Raise InvalidQuery unless ``query`` is a non-blank string (``where`` names it in the message)."""
+        if not isinstance(query, str):
+            raise InvalidQuery(f"{where} must be a string, got {type(query).__name__}: {query!r}")
+        if not query.strip():
+            raise InvalidQuery(f"{where} is empty; pass the text to search for")
+
+    def check_k(self, k: Any) -> None:
+        """Raise InvalidK unless ``k`` is an int in ``1..max_k``."""
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise InvalidK(f"k must be an integer in 1..{self.max_k}, got {type(k).__name__}: {k!r}")
+        if not 1 <= k <= self.max_k:
+            raise InvalidK(
+                f"k must be in 1..{self.max_k}, got {k}; ask for at least one hit"
+                + (f" and at most {self.max_k} (raise max_k to allow more)" if k > self.max_k else "")
+            )
+
+    # -- what is loaded ----------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        return str(getattr(self.index, "kind", None) or (self.manifest or {}).get("kind") or "unknown")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def query_encoder(self) -> Any | None:
+        """The index's query encoder (an object with ``encode_queries``), or None (BM25, hybrid)."""
+        encoder = getattr(self.index, "encoder", None)
+        return encoder if callable(getattr(encoder, "encode_queries", None)) else None
+
+    def encoder_description(self) -> dict[str, Any] | None:
+        """What the index records about its encoder (manifest first, else the live encoder)."""
+        if self.manifest and self.manifest.get("encoder"):
+            return dict(self.manifest["encoder"])
+        encoder = self.query_encoder
+        describe = getattr(encoder, "describe", None)
+        return dict(describe()) if callable(describe) else None
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, document count, encoder and a manifest summary (JSON-serialisable)."""
+        manifest = self.manifest or {}
+        return {
+            "kind": self.kind,
+            "count": len(self),
+            "path": str(self.path) if self.path is not None else None,
+            "encoder": self.encoder_description(),
+            "manifest": {
+                key: manifest.get(key)
+                for key in ("format", "generation", "created", "producer", "settings", "corpus", "components")
+                if key in manifest
+            },
+        }
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "max_k": self.max_k, "path": str(self.path) if self.path else None}
+
+    def __repr__(self) -> str:
+        where = f", path={str(self.path)!r}" if self.path else ""
+        return f"Retriever(kind={self.kind!r}, count={len(self)}{where})"

@@ -1,0 +1,278 @@
+"""HTTP routes: ``/v1`` (search, embeddings, rerank, indexes) and the operational ones (health,
+readiness, metrics). Each handler validates through pydantic, hands blocking work to a thread (or to
+the micro-batcher, which runs it on a thread) and returns a response model; errors are raised as
+exceptions that :mod:`distilir_index.service.errors` turns into JSON.
+
+No ``from __future__ import annotations`` here: the request classes are built per server (local
+variables of :func:`build_v1_router`), and FastAPI must see them as objects, not strings.
+"""
+
+import base64
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Hashable, Mapping
+from types import SimpleNamespace
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Body, Depends, Path, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from distilir_index.base import Hit
+from distilir_index.retriever import InvalidQuery, Retriever
+from distilir_index.service.errors import Forbidden, Unauthorized
+from distilir_index.service.metrics import CONTENT_TYPE_LATEST
+from distilir_index.service.schemas import (
+    Embedding,
+    EmbeddingsResponse,
+    ErrorBody,
+    Health,
+    HitOut,
+    IndexInfo,
+    IndexList,
+    Readiness,
+    ReloadRequest,
+    ReloadResponse,
+    RerankDocument,
+    RerankResponse,
+    RerankResult,
+    SearchResponse,
+    Usage,
+)
+
+__all__ = ["build_ops_router", "build_v1_router", "search_batch"]
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <api key>`")
+
+
+async def require_api_key(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_api_key_header)],
+) -> None:
+    """When the server has an API key, the request must carry it (constant-time comparison)."""
+    expected = request.app.state.settings.api_key
+    if expected is None:
+        return
+    given = bearer.credentials if bearer is not None else api_key
+    if given is None:
+        raise Unauthorized(
+            "this server requires an API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not secrets.compare_digest(given.encode("utf-8"), expected.get_secret_value().encode("utf-8")):
+        raise Unauthorized("the API key is not valid for this server", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy of metadata (numpy scalars and arrays become Python values)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _hit_out(hit: Hit) -> HitOut:
+    return HitOut(id=str(hit.id), score=float(hit.score), text=hit.text, metadata=_plain(hit.metadata or {}))
+
+
+def search_batch(key: Hashable, items: list[tuple[str, int]]) -> list[list[Hit]]:
+    """The micro-batcher's function: one ``search_many`` for queries that share an index, filters
+    and ids; searched with the largest ``k`` of the batch, each cut to its own ``k``."""
+    retriever, filters_json, ids = key  # type: ignore[misc]
+    filters = json.loads(filters_json) if filters_json is not None else None
+    k_max = max(k for _, k in items)
+    results = retriever.search_many(
+        [q for q, _ in items], k=k_max, filters=filters, ids=list(ids) if ids is not None else None
+    )
+    return [hits[:k] for hits, (_, k) in zip(results, items, strict=True)]
+
+
+def build_v1_router(models: SimpleNamespace) -> APIRouter:
+    """The ``/v1`` routes, with request classes carrying this server's limits (see
+    :func:`distilir_index.service.schemas.limited_models`)."""
+    router = APIRouter(
+        prefix="/v1", dependencies=[Depends(require_api_key)], responses=_errors(401, 413, 422)
+    )
+    SearchRequest = models.SearchRequest  # noqa: N806 - classes
+    EmbeddingsRequest = models.EmbeddingsRequest  # noqa: N806
+    RerankRequest = models.RerankRequest  # noqa: N806
+
+    @router.post(
+        "/search",
+        response_model=SearchResponse,
+        responses=_errors(400, 404),
+        tags=["search"],
+        summary="Search a loaded index",
+    )
+    async def search(body: SearchRequest, request: Request) -> SearchResponse:  # type: ignore[valid-type]
+        state = request.app.state
+        start = time.perf_counter()
+        name, retriever = state.backend.resolve(body.index, body.mode)
+        retriever.check_query(body.query)
+        retriever.check_k(body.k)
+        batcher = state.batcher
+        if batcher is not None and retriever.kind in state.settings.batch_kinds:
+            key = (
+                retriever,
+                json.dumps(body.filters, sort_keys=True) if body.filters else None,
+                tuple(body.ids) if body.ids is not None else None,
+            )
+            hits = await batcher.submit(key, (body.query, body.k))
+        else:
+            hits = await run_in_threadpool(retriever.search, body.query, body.k, body.filters, body.ids)
+        took = (time.perf_counter() - start) * 1000.0
+        return SearchResponse(hits=[_hit_out(h) for h in hits], took_ms=round(took, 3), index=name)
+
+    @router.post(
+        "/embeddings",
+        response_model=EmbeddingsResponse,
+        responses=_errors(404, 501),
+        tags=["embeddings"],
+        summary="Embed texts (OpenAI embeddings API)",
+    )
+    async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsResponse:  # type: ignore[valid-type]
+        texts = [body.input] if isinstance(body.input, str) else list(body.input)
+        vectors, model, tokens = await run_in_threadpool(
+            request.app.state.backend.embed, texts, model=body.model, input_type=body.input_type
+        )
+        if body.encoding_format == "base64":
+            data = [
+                Embedding(index=i, embedding=base64.b64encode(v.astype("<f4").tobytes()).decode("ascii"))
+                for i, v in enumerate(vectors)
+            ]
+        else:
+            data = [Embedding(index=i, embedding=v.tolist()) for i, v in enumerate(vectors)]
+        return EmbeddingsResponse(
+            data=data, model=model, usage=Usage(prompt_tokens=tokens, total_tokens=tokens)
+        )
+
+    @router.post(
+        "/rerank",
+        response_model=RerankResponse,
+        response_model_exclude_none=True,
+        responses=_errors(404, 501),
+        tags=["rerank"],
+        summary="Rerank documents (Cohere rerank API)",
+    )
+    async def rerank(body: RerankRequest, request: Request) -> RerankResponse:  # type: ignore[valid-type]
+        if not body.query.strip():
+            raise InvalidQuery("query is empty (only whitespace); pass the text to rerank for")
+        backend = request.app.state.backend
+        texts = [d if isinstance(d, str) else d.text for d in body.documents]
+        start = time.perf_counter()
+        scores = await run_in_threadpool(backend.rerank, body.query, texts, model=body.model)
+        order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))
+        if body.top_n is not None:
+            order = order[: body.top_n]
+        results = [
+            RerankResult(
+                index=i,
+                relevance_score=float(scores[i]),
+                document=RerankDocument(text=texts[i]) if body.return_documents else None,
+            )
+            for i in order
+        ]
+        took = (time.perf_counter() - start) * 1000.0
+        return RerankResponse(
+            id=str(uuid.uuid4()),
+            results=results,
+            model=backend.reranker_name or "",
+            meta={"took_ms": round(took, 3), "documents": len(texts)},
+        )
+
+    @router.get("/indexes", response_model=IndexList, tags=["indexes"], summary="Loaded indexes")
+    async def indexes(request: Request) -> IndexList:
+        backend = request.app.state.backend
+        return IndexList(indexes=[IndexInfo(**backend.info(n)) for n in backend.names])
+
+    @router.post(
+        "/indexes/{name}/reload",
+        response_model=ReloadResponse,
+        responses=_errors(400, 403, 404, 409),
+        tags=["indexes"],
+        summary="Reload an index from disk and swap it in atomically",
+    )
+    async def reload(
+        request: Request,
+        name: Annotated[str, Path(min_length=1, max_length=200)],
+        body: Annotated[ReloadRequest | None, Body()] = None,
+    ) -> ReloadResponse:
+        state = request.app.state
+        backend = state.backend
+        backend.entry(name)  # 404 before anything else
+        override = body is not None and (body.path is not None or body.model is not None)
+        if override and not state.settings.allow_reload_overrides:
+            raise Forbidden(
+                "reloading from another path or with another model is disabled on this server "
+                "(setting allow_reload_overrides); send an empty body to reload from the same path"
+            )
+        start = time.perf_counter()
+        try:
+            old, new = await run_in_threadpool(
+                backend.reload, name, path=body.path if body else None, model=body.model if body else None
+            )
+        except Exception:
+            state.metrics.reloads.labels(name, "error").inc()
+            raise
+        state.metrics.reloads.labels(name, "ok").inc()
+        _update_index_gauges(state)
+        took = (time.perf_counter() - start) * 1000.0
+        previous = (old.retriever.manifest or {}).get("generation")
+        return ReloadResponse(**backend.info(name), took_ms=round(took, 3), previous_generation=previous)
+
+    return router
+
+
+def _update_index_gauges(state: Any) -> None:
+    backend = state.backend
+    state.metrics.documents.clear()
+    for n in backend.names:
+        retriever: Retriever = backend.get(n)
+        state.metrics.documents.labels(n, retriever.kind).set(len(retriever))
+
+
+def build_ops_router() -> APIRouter:
+    """Liveness, readiness and metrics: unauthenticated, for probes and scrapers."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+    async def healthz() -> Health:
+        return Health()
+
+    @router.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness}},
+        summary="Readiness: indexes are loaded",
+    )
+    async def readyz(request: Request) -> Any:
+        backend = request.app.state.backend
+        ready = bool(backend.ready and len(backend))
+        body = Readiness(status="ready" if ready else "loading", indexes=backend.names)
+        return body if ready else JSONResponse(body.model_dump(), status_code=503)
+
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        summary="Prometheus metrics (text format)",
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    )
+    async def metrics(request: Request) -> Response:
+        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

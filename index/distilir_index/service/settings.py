@@ -1,0 +1,101 @@
+"""Settings of the REST service: keyword arguments, or environment variables prefixed ``DISTILIR_``.
+
+Example (environment)::
+
+    DISTILIR_INDEXES='{"scifact": "indexes/scifact-dense", "bm25": "indexes/scifact-bm25"}'
+    DISTILIR_API_KEY=secret DISTILIR_MAX_K=100 distilir-index serve
+
+Mappings and lists are given as JSON in the environment (pydantic-settings' rule).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServiceSettings"]
+
+
+class ServiceSettings(BaseSettings):
+    """Everything the service is configured with.
+
+    Attributes:
+        indexes: index name -> saved index directory, loaded at startup (the first is the default).
+        index_models: index name -> query encoder to load it with (a hub id, folder or packaged
+            name); by default an index uses the encoder its manifest names.
+        api_key: when set, every ``/v1`` request needs ``Authorization: Bearer <key>`` or
+            ``X-API-Key: <key>`` (401 otherwise). Health, readiness and metrics stay open for probes.
+        max_body_bytes: larger request bodies get 413.
+        max_query_chars: longest query (search, rerank) accepted, in characters.
+        max_input_chars: longest single text accepted by /v1/embeddings and as a rerank document.
+        max_k: largest ``k`` for /v1/search.
+        max_batch: most inputs in one /v1/embeddings request, documents in one /v1/rerank request,
+            and queries the micro-batcher joins into one encoder call.
+        max_ids: longest ``ids`` list accepted by /v1/search.
+        batch_wait_ms: how long the micro-batcher waits for more queries before encoding a batch;
+            0 disables batching (each request searched on its own thread).
+        batch_concurrency: how many batches may run at once (threads); more waits and batches up.
+        batch_kinds: index kinds whose searches are micro-batched (those that encode queries with a
+            model); BM25 searches take ~0.1 ms, so a batching window would only add to them.
+        cors: allowed origins for browsers (empty: no CORS headers).
+        rerank_model: a cross-encoder (hub id or folder) loaded for /v1/rerank.
+        embedding_model: a sentence-transformers model (hub id, folder or packaged name) for
+            /v1/embeddings; without it /v1/embeddings uses the query encoder of a dense index.
+        torch_threads: torch intra-op threads of the server process (``torch.set_num_threads``);
+            default: torch's choice (all cores). On a small or shared machine 1 avoids the stalls of
+            a parallel region waiting for a core that another process holds, and lets concurrent
+            batches run side by side.
+        allow_reload_overrides: let ``POST /v1/indexes/{name}/reload`` name another path or model.
+            Off by default: with it, an API caller can make the server read any index path.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DISTILIR_", extra="forbid", validate_default=True)
+
+    indexes: dict[str, Path] = Field(default_factory=dict)
+    index_models: dict[str, str] = Field(default_factory=dict)
+    api_key: SecretStr | None = None
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_query_chars: int = Field(2048, ge=1)
+    max_input_chars: int = Field(32_768, ge=1)
+    max_k: int = Field(1000, ge=1)
+    max_batch: int = Field(128, ge=1)
+    max_ids: int = Field(10_000, ge=1)
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000)
+    batch_concurrency: int = Field(2, ge=1, le=64)
+    batch_kinds: list[str] = Field(default_factory=lambda: ["dense", "sparse", "hybrid"])
+    cors: list[str] = Field(default_factory=list)
+    rerank_model: str | None = None
+    embedding_model: str | None = None
+    torch_threads: int | None = Field(None, ge=1, le=1024)
+    allow_reload_overrides: bool = False
+
+    @field_validator("indexes")
+    @classmethod
+    def _names(cls, value: dict[str, Path]) -> dict[str, Path]:
+        for name in value:
+            if not name or "/" in name or name != name.strip():
+                raise ValueError(
+                    f"index names must be non-empty, without '/' or surrounding spaces, got {name!r}"
+                )
+        return value
+
+    @field_validator("index_models")
+    @classmethod
+    def _models_name_indexes(cls, value: dict[str, str], info) -> dict[str, str]:
+        indexes = info.data.get("indexes") or {}
+        unknown = sorted(set(value) - set(indexes))
+        if unknown:
+            raise ValueError(
+                f"index_models names indexes that are not configured: {unknown}; "
+                f"configured: {sorted(indexes)}"
+            )
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None  # an empty DISTILIR_API_KEY means "no key", not "the empty key"
+        return value
