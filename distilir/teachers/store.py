@@ -1,0 +1,853 @@
+"""The teacher score store: resumable, kill-safe teacher scores on disk, plus training exports.
+
+Scoring candidate lists with a slow teacher takes hours; the store makes that work resumable and
+reusable. Scores are keyed by (teacher fingerprint, query, document), so a run that is stopped (Ctrl-C,
+SIGKILL, power loss) and started again scores only what is missing, and scores of two different
+teachers (or of one model with another prompt or max length) can never be mixed.
+
+On disk (plain files; read them with pyarrow/pandas/duckdb, no distilir needed)::
+
+    store/
+      manifest.json            # the commit point (schema below)
+      shard-00000.parquet      # one file per committed batch of queries
+      shard-00001.parquet
+      .lock                    # flock(2) target held by the one process that writes
+
+Shard schema (every shard; Parquet, zstd)::
+
+    qid    string   query id, as given by the caller
+    qhash  string   sha256(UTF-8 query text), first 16 hex characters
+    docid  string   document id, as given by the caller
+    dhash  string   sha256(UTF-8 document text), first 16 hex characters (the text the teacher read)
+    score  float64  the teacher's raw score, in the unit of manifest["score_type"]: "logit" = log-odds,
+                    not a probability; "similarity" = inner product/cosine; "bm25"; "log_likelihood" =
+                    mean log P(query | passage), <= 0; "normalized" = an ensemble's weighted mean of
+                    per-query normalised scores (comparable within one query only). Higher = more relevant.
+                    float64 so that nothing a teacher returns is rounded by the store.
+    rank   int32    1-based position of the document in the candidate list it was scored with (the
+                    first-stage order given by the caller, NOT the teacher's order)
+
+Invariants: each (qid, docid) appears at most once in the whole store; a qid always has the same qhash
+and a docid the same dhash (texts that change are refused, see :meth:`TeacherStore.score`); every
+shard's Parquet metadata carries the store format and the teacher fingerprint; scores are finite.
+
+Manifest (``format: distilir-teacher-scores/1``)::
+
+    format, teacher {name, fingerprint, score_type, config (the full get_config_dict())},
+    model (identity: name, path, file fingerprint or hub revision), prompt_template, max_length, dtype,
+    score_type, normalization, candidates [free dicts given by callers: retriever, depth, dataset, ...],
+    created, updated (ISO-8601 UTC), counts {queries, pairs, shards},
+    shards [{file, rows, queries, sha256}], columns {name: description}, producer {name, version, python}
+
+Crash safety. A batch of queries is scored in memory, then written to ``.shard-NNNNN.parquet.<pid>.partial``,
+fsynced and renamed (``os.replace``, atomic) to ``shard-NNNNN.parquet``; only then is the manifest
+rewritten the same way (temp file, fsync, rename, fsync of the directory). So at any instant every
+file named ``shard-*.parquet`` is complete. A process killed between the two renames leaves a complete
+shard the manifest does not list yet: opening the store *adopts* it (after checking its fingerprint
+metadata; writers record it in the manifest, readers include it in memory), so nothing scored is lost
+or scored again. ``*.partial`` files are left-overs of a batch in flight and are deleted by the next
+writer. Hence a run killed at any point and restarted loses at most the batch in flight and scores no
+committed pair twice (tested with a real SIGKILL in ``tests/distilir/teachers/test_store_resume.py``).
+One process writes at a time (``flock`` on ``.lock``, released by the kernel if the process dies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from distilir.teachers.base import Teacher, TeacherError, teacher_fingerprint, text_hash
+from distilir.types import Qrels, Run
+
+__all__ = ["FORMAT", "StoreError", "TeacherStore"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "distilir-teacher-scores/1"
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+_SHARD = re.compile(r"^shard-(\d{5,})\.parquet$")
+_PARTIAL = re.compile(r"^\..+\.partial$")
+
+COLUMNS = {
+    "qid": "query id (string)",
+    "qhash": "sha256 of the UTF-8 query text, first 16 hex characters",
+    "docid": "document id (string)",
+    "dhash": "sha256 of the UTF-8 document text the teacher read, first 16 hex characters",
+    "score": "teacher score (float64) in the unit of score_type; higher is more relevant",
+    "rank": "1-based position of the document in the candidate list it was scored with (int32)",
+}
+
+
+class StoreError(TeacherError):
+    """A store that cannot be opened or written as asked; the message says what to do."""
+
+
+def _schema(fingerprint: str, shard: int) -> Any:
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [
+            ("qid", pa.string()),
+            ("qhash", pa.string()),
+            ("docid", pa.string()),
+            ("dhash", pa.string()),
+            ("score", pa.float64()),
+            ("rank", pa.int32()),
+        ]
+    )
+    return schema.with_metadata(
+        {
+            b"distilir.format": FORMAT.encode(),
+            b"distilir.teacher_fingerprint": fingerprint.encode(),
+            b"distilir.shard": str(shard).encode(),
+        }
+    )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _producer() -> dict[str, str]:
+    from distilir import __version__
+
+    return {"name": "distilir", "version": __version__, "python": platform.python_version()}
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
+        _fsync(path)
+
+
+def _file_sha256(path: Path) -> str:
+    h = sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """``write(tmp_path)``, fsync, rename over ``path``, fsync the directory; the temp file is removed
+    if anything fails (including KeyboardInterrupt)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def _text_of(value: Any, what: str, key: str) -> str:
+    """Accept plain strings, ``distilir.types.Document`` (its ``full_text``) and ``Query`` (``text``)."""
+    if isinstance(value, str):
+        return value
+    full = getattr(value, "full_text", None)
+    if isinstance(full, str):
+        return full
+    text = getattr(value, "text", None)
+    if isinstance(text, str):
+        return text
+    raise StoreError(f"{what} {key!r} is a {type(value).__name__}; expected a str (or a Query/Document)")
+
+
+class TeacherStore:
+    """Teacher scores of (query, document) pairs on disk; see the module docstring for the format.
+
+    Open with :meth:`open` (``TeacherStore.open(path, teacher)`` to write, ``TeacherStore.open(path)``
+    to read); use as a context manager or call :meth:`close` to release the writer lock.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], *, writable: bool, lock_fd: int | None) -> None:
+        self.path = path
+        self._manifest = manifest
+        self.writable = writable
+        self._lock_fd = lock_fd
+        self._scores: dict[str, dict[str, float]] = {}
+        self._ranks: dict[str, dict[str, int]] = {}
+        self._qhash: dict[str, str] = {}
+        self._dhash: dict[str, str] = {}
+        self._load()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        teacher: Teacher | None = None,
+        *,
+        candidate_source: Mapping[str, Any] | None = None,
+    ) -> TeacherStore:
+        """Create or open the store at ``path``.
+
+        With ``teacher``: opens for writing (creating the store if needed); the teacher's fingerprint
+        must equal the store's, else :class:`StoreError` is raised before any file is touched.
+        Without: opens an existing store read-only. ``candidate_source`` (e.g. ``{"retriever": "bm25",
+        "depth": 100, "dataset": "scifact", "split": "test"}``) is recorded in the manifest.
+        """
+        path = Path(path)
+        manifest_file = path / MANIFEST
+        manifest = None
+        if manifest_file.is_file():
+            try:
+                manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise StoreError(f"{manifest_file} is not valid JSON ({exc}); the store is damaged.") from exc
+            if manifest.get("format") != FORMAT:
+                raise StoreError(
+                    f"{path} holds format {manifest.get('format')!r}, expected {FORMAT!r}: it is not a "
+                    "teacher score store of this version. Use another directory."
+                )
+        if teacher is None:
+            if manifest is None:
+                raise StoreError(
+                    f"{path} is not a teacher score store (no {MANIFEST}). To create one, pass the teacher: "
+                    "TeacherStore.open(path, teacher)."
+                )
+            return cls(path, manifest, writable=False, lock_fd=None)
+
+        if not isinstance(teacher, Teacher):
+            raise StoreError(f"teacher must implement the Teacher protocol, got {type(teacher).__name__}")
+        fingerprint = teacher_fingerprint(teacher)
+        if manifest is not None:
+            theirs = manifest.get("teacher", {}).get("fingerprint")
+            if theirs != fingerprint:
+                raise StoreError(
+                    f"{path} holds scores of teacher {manifest.get('teacher', {}).get('name')!r} "
+                    f"(fingerprint {theirs}), not of {teacher.name!r} (fingerprint {fingerprint}). Scores "
+                    "of different teachers (or of one model with other settings) never share a store: open "
+                    "another directory for this teacher. Nothing was changed."
+                )
+        elif path.exists() and any(p.name != LOCK for p in path.iterdir()):
+            raise StoreError(
+                f"{path} exists, is not empty and has no {MANIFEST}: it is not a teacher score store. "
+                "Pick an empty or new directory."
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        lock_fd = _acquire_lock(path)
+        try:
+            if manifest_file.is_file():  # re-read under the lock: a writer may have committed meanwhile
+                manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+                if manifest.get("teacher", {}).get("fingerprint") != fingerprint:
+                    raise StoreError(f"{path} now holds scores of another teacher; use another directory")
+            if manifest is None:
+                manifest = cls._new_manifest(teacher, fingerprint)
+            sources = manifest.setdefault("candidates", [])
+            changed = not manifest_file.is_file()
+            if candidate_source is not None and dict(candidate_source) not in sources:
+                sources.append(json.loads(json.dumps(dict(candidate_source), default=str)))
+                changed = True
+            store = cls(path, manifest, writable=True, lock_fd=lock_fd)
+            store._cleanup_partials()
+            if changed or store._adopted:
+                store._write_manifest()
+            return store
+        except BaseException:
+            _release_lock(lock_fd)
+            raise
+
+    @staticmethod
+    def _new_manifest(teacher: Teacher, fingerprint: str) -> dict[str, Any]:
+        config = json.loads(json.dumps(teacher.get_config_dict(), default=str))
+        now = _now()
+        return {
+            "format": FORMAT,
+            "teacher": {
+                "name": teacher.name,
+                "fingerprint": fingerprint,
+                "score_type": teacher.score_type,
+                "config": config,
+            },
+            "model": config.get("model"),
+            "prompt_template": config.get("prompt_template", config.get("prompt")),
+            "max_length": config.get("max_length"),
+            "dtype": config.get("dtype"),
+            "score_type": teacher.score_type,
+            "normalization": config.get("normalization"),
+            "candidates": [],
+            "created": now,
+            "updated": now,
+            "counts": {"queries": 0, "pairs": 0, "shards": 0},
+            "shards": [],
+            "columns": dict(COLUMNS),
+            "producer": _producer(),
+        }
+
+    def close(self) -> None:
+        """Release the writer lock (the store stays readable)."""
+        if self._lock_fd is not None:
+            _release_lock(self._lock_fd)
+            self._lock_fd = None
+        self.writable = False
+
+    def __enter__(self) -> TeacherStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        with contextlib.suppress(Exception):
+            self.close()
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self._manifest))
+
+    @property
+    def fingerprint(self) -> str:
+        return self._manifest["teacher"]["fingerprint"]
+
+    @property
+    def score_type(self) -> str:
+        return self._manifest["score_type"]
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._scores.values())
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        qid, docid = key
+        return docid in self._scores.get(qid, {})
+
+    def queries(self) -> list[str]:
+        """Query ids with at least one stored score, in the order they were first stored."""
+        return list(self._scores)
+
+    def get(self, qid: str) -> dict[str, float]:
+        """``{docid: score}`` of one query (empty if nothing is stored for it), in candidate order."""
+        ranks = self._ranks.get(qid, {})
+        return dict(sorted(self._scores.get(qid, {}).items(), key=lambda kv: (ranks.get(kv[0], 0), kv[0])))
+
+    def to_run(self) -> Run:
+        """All scores as a run ``{qid: {docid: score}}`` (evaluate it with ir_measures)."""
+        return {q: self.get(q) for q in self._scores}
+
+    def pairs(self) -> Iterator[tuple[str, str, float]]:
+        """Every stored ``(qid, docid, score)``."""
+        for qid, scores in self._scores.items():
+            for docid, s in scores.items():
+                yield qid, docid, s
+
+    def to_table(self) -> Any:
+        """All shards as one pyarrow Table (the on-disk rows, in shard order)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        files = [self.path / s["file"] for s in self._manifest["shards"]] + [
+            self.path / f for f in self._extra
+        ]
+        if not files:
+            return _schema(self.fingerprint, 0).empty_table()
+        return pa.concat_tables([pq.read_table(f) for f in files]).replace_schema_metadata(None)
+
+    def verify(self) -> None:
+        """Check every shard listed in the manifest against its recorded sha256."""
+        for s in self._manifest["shards"]:
+            f = self.path / s["file"]
+            if not f.is_file():
+                raise StoreError(f"{f} is listed in the manifest but missing; the store is damaged.")
+            if s.get("sha256") and _file_sha256(f) != s["sha256"]:
+                raise StoreError(f"{f} does not match its sha256 in the manifest; the store is damaged.")
+
+    def _load(self) -> None:
+        import pyarrow.parquet as pq
+
+        listed = [s["file"] for s in self._manifest.get("shards", [])]
+        for name in listed:
+            if not (self.path / name).is_file():
+                raise StoreError(
+                    f"{self.path / name} is listed in {MANIFEST} but missing: the store was damaged "
+                    "(files deleted by hand?). Restore the file or start a new store."
+                )
+        on_disk = sorted(
+            (p.name for p in self.path.iterdir() if _SHARD.match(p.name)) if self.path.is_dir() else [],
+            key=lambda n: int(_SHARD.match(n).group(1)),  # type: ignore[union-attr]
+        )
+        orphans = [n for n in on_disk if n not in set(listed)]
+        self._extra: list[str] = []
+        self._adopted: list[dict[str, Any]] = []
+        for name in orphans:
+            meta = pq.read_schema(self.path / name).metadata or {}
+            fp = meta.get(b"distilir.teacher_fingerprint", b"").decode()
+            if meta.get(b"distilir.format", b"").decode() != FORMAT or fp != self.fingerprint:
+                raise StoreError(
+                    f"{self.path / name} is not listed in the manifest and was not written for this teacher "
+                    f"(fingerprint {fp or 'none'}); move it out of the store directory."
+                )
+            self._extra.append(name)
+        for name in listed + self._extra:
+            table = pq.read_table(self.path / name)
+            self._index_rows(table.to_pydict())
+        if self.writable:
+            for name in self._extra:
+                table_rows = pq.read_metadata(self.path / name).num_rows
+                qids = pq.read_table(self.path / name, columns=["qid"]).column("qid").unique()
+                self._adopted.append(
+                    {
+                        "file": name,
+                        "rows": table_rows,
+                        "queries": len(qids),
+                        "sha256": _file_sha256(self.path / name),
+                    }
+                )
+            if self._adopted:
+                logger.info(
+                    "adopting %d shard(s) written before the manifest by an interrupted run: %s",
+                    len(self._adopted),
+                    ", ".join(s["file"] for s in self._adopted),
+                )
+                self._manifest["shards"].extend(self._adopted)
+                self._extra = []
+                self._refresh_counts()
+
+    def _index_rows(self, rows: Mapping[str, list[Any]]) -> None:
+        for qid, qh, docid, dh, score, rank in zip(
+            rows["qid"], rows["qhash"], rows["docid"], rows["dhash"], rows["score"], rows["rank"], strict=True
+        ):
+            per_q = self._scores.setdefault(qid, {})
+            if docid in per_q:  # never written twice by this code; keep the first if a file was copied in
+                continue
+            per_q[docid] = float(score)
+            self._ranks.setdefault(qid, {})[docid] = int(rank)
+            self._qhash.setdefault(qid, qh)
+            self._dhash.setdefault(docid, dh)
+
+    def _refresh_counts(self) -> None:
+        self._manifest["counts"] = {
+            "queries": len(self._scores),
+            "pairs": len(self),
+            "shards": len(self._manifest["shards"]),
+        }
+
+    # ------------------------------------------------------------------ writing
+    def _cleanup_partials(self) -> None:
+        for p in self.path.iterdir():
+            if _PARTIAL.match(p.name):
+                p.unlink(missing_ok=True)
+
+    def _write_manifest(self) -> None:
+        self._manifest["updated"] = _now()
+        self._refresh_counts()
+        blob = json.dumps(self._manifest, indent=2, sort_keys=True) + "\n"
+        _write_atomic(self.path / MANIFEST, lambda tmp: tmp.write_text(blob, encoding="utf-8"))
+
+    def _next_shard(self) -> int:
+        used = [int(_SHARD.match(s["file"]).group(1)) for s in self._manifest["shards"]]  # type: ignore[union-attr]
+        used += [int(_SHARD.match(p.name).group(1)) for p in self.path.iterdir() if _SHARD.match(p.name)]  # type: ignore[union-attr]
+        return max(used, default=-1) + 1
+
+    def _commit(self, rows: dict[str, list[Any]]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        index = self._next_shard()
+        name = f"shard-{index:05d}.parquet"
+        table = pa.Table.from_pydict(rows, schema=_schema(self.fingerprint, index))
+        _write_atomic(self.path / name, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+        # The shard has landed: from here on it counts as stored (a crash now is recovered on open).
+        self._index_rows(rows)
+        self._manifest["shards"].append(
+            {
+                "file": name,
+                "rows": table.num_rows,
+                "queries": len(set(rows["qid"])),
+                "sha256": _file_sha256(self.path / name),
+            }
+        )
+        self._write_manifest()
+
+    def score(
+        self,
+        teacher: Teacher,
+        queries: Mapping[str, Any],
+        docs: Mapping[str, Any],
+        candidates: Mapping[str, Sequence[str]],
+        *,
+        batch_queries: int = 16,
+        progress: bool = True,
+    ) -> dict[str, int]:
+        """Score every candidate pair not stored yet and store it, one shard per batch of queries.
+
+        Args:
+            teacher: must have the store's fingerprint.
+            queries: ``{qid: text}`` (or ``Query`` objects).
+            docs: ``{docid: text}`` (or ``Document`` objects; their ``full_text`` is scored).
+            candidates: ``{qid: [docid, ...]}`` in first-stage order (the order gives ``rank``).
+            batch_queries: queries per teacher call and per shard; a kill loses at most one batch.
+            progress: tqdm bar over pairs.
+
+        Every id is checked before anything is scored: unknown query or document ids, and ids whose
+        text differs from the text already stored under that id, raise :class:`StoreError` and leave
+        the store as it was. Returns ``{"scored", "skipped", "shards"}``.
+        """
+        if not self.writable:
+            raise StoreError(
+                f"{self.path} was opened read-only (or closed); open it with its teacher to score: "
+                "TeacherStore.open(path, teacher)"
+            )
+        fp = teacher_fingerprint(teacher)
+        if fp != self.fingerprint:
+            raise StoreError(
+                f"teacher {teacher.name!r} has fingerprint {fp}, but this store holds {self.fingerprint}; "
+                "score with the teacher the store was opened with, or use another store."
+            )
+        if not isinstance(batch_queries, int) or batch_queries < 1:
+            raise StoreError(f"batch_queries must be a positive int, got {batch_queries!r}")
+        todo, skipped = self._plan(queries, docs, candidates)
+        total = sum(len(pending) for _, pending in todo.values())
+        scored = shards = 0
+        qids = list(todo)
+        with tqdm(total=total, desc=f"scoring with {teacher.name}", unit="pair", disable=not progress) as bar:
+            for start in range(0, len(qids), batch_queries):
+                batch = qids[start : start + batch_queries]
+                q_texts = [todo[q][0][0] for q in batch]
+                d_lists = [[text for (_, _, _, text) in todo[q][1]] for q in batch]
+                many = getattr(teacher, "score_many", None)
+                if many is not None:
+                    results = many(q_texts, d_lists)
+                else:
+                    results = [teacher.score(q, d) for q, d in zip(q_texts, d_lists, strict=True)]
+                rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+                for qid, res, dl in zip(batch, results, d_lists, strict=True):
+                    if len(res) != len(dl):
+                        raise StoreError(
+                            f"teacher returned {len(res)} scores for {len(dl)} documents of query {qid!r}"
+                        )
+                    arr = np.asarray(res, dtype=np.float64)
+                    if not np.all(np.isfinite(arr)):
+                        raise StoreError(
+                            f"teacher returned NaN/inf scores for query {qid!r}; nothing of this batch was "
+                            "stored"
+                        )
+                    qh = todo[qid][0][1]
+                    for (docid, dh, rank, _), s in zip(todo[qid][1], arr.tolist(), strict=True):
+                        rows["qid"].append(qid)
+                        rows["qhash"].append(qh)
+                        rows["docid"].append(docid)
+                        rows["dhash"].append(dh)
+                        rows["score"].append(s)
+                        rows["rank"].append(rank)
+                try:
+                    self._commit(rows)
+                except BaseException:
+                    # Interrupted while committing: the disk is the truth; re-read it (a shard that
+                    # landed is adopted) so this object stays consistent, then re-raise.
+                    self._reload()
+                    raise
+                scored += len(rows["qid"])
+                shards += 1
+                bar.update(len(rows["qid"]))
+        return {"scored": scored, "skipped": skipped, "shards": shards}
+
+    def _reload(self) -> None:
+        manifest = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        self._manifest = manifest
+        self._scores, self._ranks, self._qhash, self._dhash = {}, {}, {}, {}
+        self._load()
+        if self._adopted:
+            self._write_manifest()
+
+    def _plan(
+        self, queries: Mapping[str, Any], docs: Mapping[str, Any], candidates: Mapping[str, Sequence[str]]
+    ) -> tuple[dict[str, tuple[tuple[str, str], list[tuple[str, str, int, str]]]], int]:
+        """Validate everything, then list the pairs still to score, per query in candidate order."""
+        if not isinstance(candidates, Mapping):
+            raise StoreError(
+                f"candidates must be a mapping {{qid: [docid, ...]}}, got {type(candidates).__name__}"
+            )
+        bad_q = [q for q in candidates if q not in queries]
+        bad_d = sorted({d for ds in candidates.values() for d in ds if d not in docs})
+        if bad_q or bad_d:
+            parts = []
+            if bad_q:
+                parts.append(f"{len(bad_q)} query id(s) not in queries (e.g. {bad_q[:5]})")
+            if bad_d:
+                parts.append(f"{len(bad_d)} document id(s) not in docs (e.g. {bad_d[:5]})")
+            raise StoreError(
+                "candidates reference unknown ids: " + "; ".join(parts) + ". Pass the queries and documents "
+                "the candidate lists were built from (nothing was scored; the store is unchanged)."
+            )
+        q_conflicts, d_conflicts = [], []
+        dhash: dict[str, str] = {}
+        dtext: dict[str, str] = {}
+        todo: dict[
+            str, tuple[tuple[str, str], list[tuple[str, str, int, str]]]
+        ] = {}  # qid -> ((text, hash), [(docid, dhash, rank, text)])
+        skipped = 0
+        for qid, doc_ids in candidates.items():
+            if isinstance(doc_ids, str):
+                raise StoreError(f"candidates[{qid!r}] is a string; expected a list of document ids")
+            q_text = _text_of(queries[qid], "query", qid)
+            qh = text_hash(q_text)
+            if self._qhash.get(qid, qh) != qh:
+                q_conflicts.append(qid)
+            stored = self._scores.get(qid, {})
+            pending = []
+            seen: set[str] = set()
+            for rank, docid in enumerate(doc_ids, start=1):
+                if docid in seen:
+                    continue
+                seen.add(docid)
+                if docid not in dhash:
+                    dtext[docid] = _text_of(docs[docid], "document", docid)
+                    dhash[docid] = text_hash(dtext[docid])
+                    if self._dhash.get(docid, dhash[docid]) != dhash[docid]:
+                        d_conflicts.append(docid)
+                if docid in stored:
+                    skipped += 1
+                    continue
+                pending.append((docid, dhash[docid], rank, dtext[docid]))
+            if pending:
+                todo[qid] = ((q_text, qh), pending)
+        if q_conflicts or d_conflicts:
+            raise StoreError(
+                f"{len(q_conflicts)} query id(s) (e.g. {q_conflicts[:5]}) and {len(d_conflicts)} document "
+                f"id(s) (e.g. {d_conflicts[:5]}) have a different text than when their scores were stored. "
+                "The collection changed: score it into a new store (nothing was scored; the store is "
+                "unchanged)."
+            )
+        return todo, skipped
+
+    # ------------------------------------------------------------------ exports
+    def iter_lists(
+        self,
+        queries: Mapping[str, Any],
+        docs: Mapping[str, Any],
+        candidates: Mapping[str, Sequence[str]] | None = None,
+        *,
+        missing: str = "error",
+    ) -> Iterator[dict[str, Any]]:
+        """Per query, its scored list: ``{"qid", "query", "doc_ids", "docs", "scores"}``.
+
+        Lists follow ``candidates`` (their order, duplicates dropped); with ``candidates=None``, every
+        stored query that is in ``queries``, its documents in stored candidate order. ``missing``:
+        ``"error"`` (a candidate without a stored score raises) or ``"skip"`` (it is left out; lists
+        left empty are not yielded). Texts are checked against the stored hashes."""
+        if missing not in ("error", "skip"):
+            raise StoreError(f"missing must be 'error' or 'skip', got {missing!r}")
+        if candidates is None:
+            candidates = {q: list(self.get(q)) for q in self._scores if q in queries}
+        for qid, doc_ids in candidates.items():
+            if qid not in queries:
+                raise StoreError(
+                    f"query {qid!r} of the candidates is not in queries; pass the queries that were scored"
+                )
+            stored = self._scores.get(qid, {})
+            ids = [d for d in dict.fromkeys(doc_ids) if d in stored]
+            if missing == "error" and len(ids) != len(set(doc_ids)):
+                absent = [d for d in dict.fromkeys(doc_ids) if d not in stored]
+                raise StoreError(
+                    f"query {qid!r}: {len(absent)} candidate(s) have no stored score (e.g. {absent[:3]}); "
+                    "run store.score(...) for them first, or pass missing='skip'."
+                )
+            if not ids:
+                continue
+            q_text = _text_of(queries[qid], "query", qid)
+            if text_hash(q_text) != self._qhash[qid]:
+                raise StoreError(
+                    f"query {qid!r} has another text than the one scored; the collection changed"
+                )
+            texts = []
+            for d in ids:
+                if d not in docs:
+                    raise StoreError(
+                        f"document {d!r} (query {qid!r}) is not in docs; pass the scored collection"
+                    )
+                t = _text_of(docs[d], "document", d)
+                if text_hash(t) != self._dhash[d]:
+                    raise StoreError(
+                        f"document {d!r} has another text than the one scored; the collection changed"
+                    )
+                texts.append(t)
+            yield {
+                "qid": qid,
+                "query": q_text,
+                "doc_ids": ids,
+                "docs": texts,
+                "scores": [stored[d] for d in ids],
+            }
+
+    def to_sentence_transformers(
+        self,
+        queries: Mapping[str, Any],
+        docs: Mapping[str, Any],
+        candidates: Mapping[str, Sequence[str]] | None = None,
+        *,
+        n_docs: int | None = None,
+        qrels: Qrels | None = None,
+    ) -> Any:
+        """A ``datasets.Dataset`` for sentence-transformers' distillation losses.
+
+        Columns ``query, positive, negative_1, ..., negative_{n-1}, scores``, where ``scores`` is the
+        list of the teacher's scores in column order ``[T(q, positive), T(q, negative_1), ...]`` — the
+        label layout ``MarginMSELoss`` (list form) and ``DistillKLDivLoss`` accept (a column named
+        ``scores`` is a label column for sentence-transformers). The positive is the candidate with
+        the highest qrels grade (ties: the higher teacher score) when ``qrels`` are given (queries
+        with no judged-relevant candidate are dropped), else the teacher's top document; negatives
+        are the other candidates in candidate order. ``n_docs`` (positive + negatives) defaults to
+        the shortest list; lists shorter than ``n_docs`` are dropped (logged)."""
+        from datasets import Dataset
+
+        rows = list(self._positive_first(queries, docs, candidates, qrels))
+        if not rows:
+            raise StoreError("no query has a scored list to export (check candidates / qrels)")
+        width = n_docs or min(len(r[1]) for r in rows)
+        if width < 2:
+            raise StoreError(f"n_docs must be >= 2 (a positive and a negative), got {width}")
+        kept = [r for r in rows if len(r[1]) >= width]
+        if len(kept) < len(rows):
+            logger.warning(
+                "to_sentence_transformers: %d list(s) shorter than n_docs=%d were dropped",
+                len(rows) - len(kept),
+                width,
+            )
+        data: dict[str, list[Any]] = {"query": [r[0] for r in kept], "positive": [r[1][0] for r in kept]}
+        for j in range(1, width):
+            data[f"negative_{j}"] = [r[1][j] for r in kept]
+        data["scores"] = [list(r[2][:width]) for r in kept]
+        return Dataset.from_dict(data)
+
+    def _positive_first(
+        self, queries: Mapping[str, Any], docs: Mapping[str, Any], candidates: Any, qrels: Qrels | None
+    ) -> Iterator[tuple[str, list[str], list[float], list[str], int]]:
+        """(query, texts, scores, doc_ids, n_pos) per list with the positive(s) first."""
+        for item in self.iter_lists(queries, docs, candidates):
+            ids, scores = item["doc_ids"], item["scores"]
+            if qrels is not None:
+                grades = qrels.get(item["qid"], {})
+                rel = [j for j, d in enumerate(ids) if grades.get(d, 0) > 0]
+                if not rel:
+                    continue
+                rel.sort(key=lambda j: (-grades[ids[j]], -scores[j]))
+            else:
+                rel = [int(np.argmax(scores))]
+            order = rel + [j for j in range(len(ids)) if j not in set(rel)]
+            yield (
+                item["query"],
+                [item["docs"][j] for j in order],
+                [scores[j] for j in order],
+                [ids[j] for j in order],
+                len(rel),
+            )
+
+    def to_flag_embedding_jsonl(
+        self,
+        path: str | os.PathLike[str],
+        queries: Mapping[str, Any],
+        docs: Mapping[str, Any],
+        candidates: Mapping[str, Sequence[str]] | None = None,
+        *,
+        qrels: Qrels | None = None,
+        n_negatives: int | None = None,
+    ) -> Path:
+        """Write FlagEmbedding's fine-tuning JSONL with teacher scores, one line per query:
+        ``{"query", "pos": [...], "neg": [...], "pos_scores": [...], "neg_scores": [...]}``.
+
+        Positives: every judged-relevant candidate when ``qrels`` are given (queries without one are
+        left out), else the teacher's top document. Negatives: the other candidates in candidate order
+        (the first ``n_negatives`` if given). Written atomically."""
+        path = Path(path)
+        lines = []
+        for query, texts, scores, _, n_pos in self._positive_first(queries, docs, candidates, qrels):
+            neg_end = len(texts) if n_negatives is None else n_pos + n_negatives
+            lines.append(
+                json.dumps(
+                    {
+                        "query": query,
+                        "pos": texts[:n_pos],
+                        "neg": texts[n_pos:neg_end],
+                        "pos_scores": scores[:n_pos],
+                        "neg_scores": scores[n_pos:neg_end],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(
+            path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        )
+        return path
+
+    def to_trec_run(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        tag: str = "distilir-teacher",
+        k: int | None = None,
+        qids: Iterable[str] | None = None,
+    ) -> Path:
+        """Write a TREC run file (``qid Q0 docid rank score tag``), documents sorted by descending
+        score (ties: doc id), ranks from 1, at most ``k`` per query. Written atomically."""
+        if not re.fullmatch(r"\S+", tag):
+            raise StoreError(f"tag must be one word without spaces, got {tag!r}")
+        path = Path(path)
+        lines = []
+        for qid in list(qids) if qids is not None else self._scores:
+            ranked = sorted(self._scores.get(qid, {}).items(), key=lambda kv: (-kv[1], kv[0]))
+            for r, (docid, s) in enumerate(ranked[:k] if k else ranked, start=1):
+                lines.append(f"{qid} Q0 {docid} {r} {s!r} {tag}\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, lambda tmp: tmp.write_text("".join(lines), encoding="utf-8"))
+        return path
+
+    def __repr__(self) -> str:
+        mode = "rw" if self.writable else "r"
+        return (
+            f"TeacherStore({str(self.path)!r}, teacher={self._manifest['teacher']['name']!r}, "
+            f"pairs={len(self)}, mode={mode!r})"
+        )
+
+
+def _acquire_lock(path: Path) -> int | None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no inter-process lock
+        return None
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"another process (or another open TeacherStore in this process) is writing {path}; "
+            "wait for it to finish, or close() the other store object. A killed writer releases the "
+            "lock automatically."
+        ) from None
+    return fd
+
+
+def _release_lock(fd: int | None) -> None:
+    if fd is None:
+        return
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except ImportError:  # pragma: no cover
+        pass
+    os.close(fd)
