@@ -115,6 +115,31 @@ def cmd_candidates(args) -> int:
     return 0
 
 
+def cmd_teach(args) -> int:
+    from distilir.candidates import read_candidates
+    from distilir.teachers import DEFAULT_OFFLINE_TEACHER, TeacherStore, build_teacher
+
+    ds = _dataset(args)
+    run, info = read_candidates(args.candidates)
+    candidates = {q: [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][: args.depth]
+                  for q, docs in run.items()}
+    queries = {qid: q.text for qid, q in ds.queries(None).items()}
+    corpus = ds.corpus()
+    spec = args.teacher or DEFAULT_OFFLINE_TEACHER
+    teacher = build_teacher(spec, corpus={d.id: d.full_text for d in corpus.values()})
+    source = {"candidates": str(args.candidates), "dataset": ds.name, "split": info.get("split"),
+              "retriever": info.get("retriever"), "depth": args.depth}
+    store = TeacherStore.open(args.out, teacher, candidate_source=source)
+    try:
+        stats = store.score(teacher, queries, {d: doc.full_text for d, doc in corpus.items()}, candidates,
+                            batch_queries=args.batch_queries, progress=True)
+    finally:
+        store.close()
+    print(f"teacher {teacher.name} ({store.fingerprint}): scored {stats['scored']} pairs, "
+          f"{stats['skipped']} already stored; store at {args.out}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from distilir.demo import run_demo
 
@@ -164,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--seed", type=int, default=13)
     ca.add_argument("--out", required=True)
     ca.set_defaults(func=cmd_candidates)
+
+    te = sub.add_parser("teach", help="score candidate lists with a teacher into a resumable score store")
+    te.add_argument("--dataset", required=True)
+    te.add_argument("--candidates", required=True, help="a candidates file from `distilir candidates`")
+    te.add_argument("--teacher", default=None,
+                    help="teacher spec, e.g. 'cross-encoder:PATH', 'bi-encoder:all-mpnet-base-v2', "
+                         "'llm-pointwise:smollm2-135m-instruct?mode=query_likelihood' (default: the offline ensemble)")
+    te.add_argument("--depth", type=int, default=100, help="candidates per query to score (from the top)")
+    te.add_argument("--batch-queries", type=int, default=16, help="queries per shard (a kill loses at most one)")
+    te.add_argument("--out", required=True, help="the teacher score store folder (created or resumed)")
+    te.set_defaults(func=cmd_teach)
+
+    from distilir.training.cli import add_train_parser
+
+    add_train_parser(sub)
 
     de = sub.add_parser("demo", help="the main job end to end on the embedded default (scifact)")
     de.add_argument("--dataset", default="scifact")

@@ -14,6 +14,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests that resolve datasets by name read $DISTILIR_DATA_DIR; default it to the shared collections.
+if not os.environ.get("DISTILIR_DATA_DIR") and (REPO.parent / "shared" / "data").is_dir():
+    os.environ["DISTILIR_DATA_DIR"] = str(REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")

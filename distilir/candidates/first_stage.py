@@ -91,7 +91,7 @@ def _new_index(config: FirstStageConfig):
         from distilir_index.dense import DenseIndex
         from distilir_index.encoders import DenseEncoder
 
-        return DenseIndex(DenseEncoder(config.model), factory=config.factory)
+        return DenseIndex(DenseEncoder(config.model), index=config.factory)
     if config.retriever == "sparse":
         from distilir_index.sparse import SparseIndex
         from distilir_index.sparse_encoder import SparseEncoder

@@ -1,0 +1,107 @@
+"""`distilir train`: run a distillation from one YAML file, any field overridable by a flag.
+
+    distilir train --config train.yaml
+    distilir train --config train.yaml --optim.lr 2e-5 --optim.steps 500 --output_dir runs/x
+    distilir train --config train.yaml --resume auto          # continue the latest checkpoint
+    distilir train --config train.yaml --print-config         # show the resolved config and exit
+
+The lead's ``distilir.cli`` wires it in with ``add_train_parser(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["add_train_parser", "cmd_train"]
+
+_EPILOG = """\
+Every config field can be overridden with its dotted path, e.g. --optim.lr 2e-5, --student.model
+paraphrase-MiniLM-L3-v2, --losses.0.weight 0.5, --losses '[{name: kl}, {name: infonce, weight: 0.1}]',
+--eval.every_n_steps 100. Sections: student, losses, flops, data, optim, eval; top-level fields:
+output_dir, checkpoint_every, keep_last, log_every, device, threads, progress."""
+
+
+class _TrainParser(argparse.ArgumentParser):
+    """Collects the ``--section.field VALUE`` tokens it does not know into ``namespace.overrides``
+    instead of failing, so the top-level ``parse_args`` sees no unrecognised arguments. They are
+    checked against the config's fields (with the list of valid ones) when the config is built."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None):  # type: ignore[override]
+        namespace, extras = super().parse_known_args(args, namespace)
+        overrides = list(getattr(namespace, "overrides", None) or [])
+        rest: list[str] = []
+        i = 0
+        extras = list(extras)
+        while i < len(extras):
+            tok = extras[i]
+            if tok.startswith("--") and len(tok) > 2:
+                overrides.append(tok)
+                if "=" not in tok and i + 1 < len(extras):
+                    overrides.append(extras[i + 1])
+                    i += 1
+            else:
+                rest.append(tok)
+            i += 1
+        namespace.overrides = overrides
+        return namespace, rest
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``train`` on the ``distilir`` subcommands; the handler is ``args.func``."""
+    p = subparsers.add_parser(
+        "train",
+        help="distil teacher scores into a student (config YAML + --section.field overrides)",
+        description=__doc__.split("\n\n")[0],
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.__class__ = _TrainParser
+    p.add_argument(
+        "--config", default=None, help="YAML file with the run's settings (default: built-in defaults)"
+    )
+    p.add_argument(
+        "--resume",
+        default=None,
+        help="'auto' = continue from the latest checkpoint in output_dir, or a checkpoint folder",
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.set_defaults(func=cmd_train, overrides=[])
+    return p
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from distilir.training.config import load_config
+    from distilir.training.trainer import Trainer
+
+    config = load_config(args.config, list(getattr(args, "overrides", []) or []))
+    if args.print_config:
+        print(config.to_yaml(), end="")
+        return 0
+    result = Trainer(config, data_dir=getattr(args, "data_dir", None)).train(resume=args.resume)
+    summary = {
+        "output_dir": str(result.output_dir),
+        "student": str(result.student_dir) if result.student_dir else None,
+        "steps": result.steps,
+        "final_train_loss": result.losses[-1] if result.losses else None,
+        "metrics": result.final_metrics,
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m distilir.training train ...`` (the same as ``distilir train ...``)."""
+    parser = argparse.ArgumentParser(prog="distilir")
+    parser.add_argument("--data-dir", default=None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

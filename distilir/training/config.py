@@ -1,0 +1,702 @@
+"""`TrainConfig`: everything that defines one distillation run, loadable from one YAML file and
+overridable field by field from the command line.
+
+YAML layout (every key optional except where noted; defaults in the dataclasses below)::
+
+    student:
+      kind: bi_encoder            # bi_encoder | splade | cross_encoder
+      model: all-MiniLM-L6-v2     # packaged name, local folder or hub id
+      max_length: 128
+      params: {}                  # extra keyword arguments of the student class
+    losses:                       # summed: total = sum_i weight_i * loss_i
+      - {name: kl, weight: 1.0, params: {teacher_temperature: 1.0}}
+      - {name: infonce, weight: 0.1, params: {temperature: 0.05}}
+    flops:                        # SPLADE students only: FLOPS regulariser (Paria et al., 2020)
+      query_weight: 5.0e-4
+      document_weight: 5.0e-4
+      warmup_steps: 100           # weights grow quadratically from 0 to full over these steps
+    data:
+      teacher_store: runs/scifact-teacher   # required unless lists are given in code
+      dataset: scifact
+      split: train
+      candidates_per_query: 8     # N: column 0 = positive, then N-1 negatives
+      positives: teacher          # teacher (top teacher-scored doc, no qrels needed) | qrels
+      negatives: random           # random (re-drawn every epoch from the seed) | top
+    optim:
+      batch_size: 16
+      steps: 200                  # or epochs: 1 (steps wins when both are set)
+      lr: 2.0e-5
+      warmup_ratio: 0.1
+      weight_decay: 0.01
+      max_grad_norm: 1.0
+      grad_accumulation: 1
+      seed: 42
+    eval:
+      dataset: scifact
+      split: test
+      every_n_steps: 50           # 0: only at the end
+      mode: rerank                # rerank (candidates of a first stage) | retrieve (encode the corpus)
+      metric: nDCG@10
+    output_dir: runs/minilm-kl
+    checkpoint_every: 50
+    keep_last: 2
+
+Overrides use the dotted path of a field: ``--optim.lr 2e-5``, ``--student.model paraphrase-MiniLM-L3-v2``,
+``--losses.0.weight 0.5``, ``--losses '[{name: kl}]'`` (values are parsed as YAML, then converted to
+the field's type). Unknown keys are rejected with the list of valid ones.
+
+Why a hand-written loader: the rules we need (reject unknown keys naming the valid ones, dotted
+overrides reaching into the list of losses, values typed by the dataclass annotations) are ~150 lines;
+HfArgumentParser has no nesting and no YAML-with-overrides, and pulling in OmegaConf/Hydra for this
+would add a dependency whose error messages we cannot shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "CONFIG_FILE",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "FlopsConfig",
+    "LossSpec",
+    "OptimConfig",
+    "StudentConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+    "parse_override_args",
+]
+
+CONFIG_FILE = "config.yaml"
+
+STUDENT_KINDS = ("bi_encoder", "splade", "cross_encoder")
+#: Loss names documented by distilir.losses.build_loss; the registry itself is checked when it exists.
+KNOWN_LOSSES = ("margin_mse", "kl", "ranknet", "listnet", "listmle", "pld", "taid", "infonce")
+
+
+class ConfigError(ValueError):
+    """A training config that cannot be used; the message names the field, the value and the fix."""
+
+
+def _fail(path: str, expected: str, got: Any, hint: str = "") -> ConfigError:
+    return ConfigError(f"{path}: expected {expected}, got {got!r}." + (f" {hint}" if hint else ""))
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class StudentConfig:
+    """The model being trained.
+
+    Args:
+        kind: ``bi_encoder`` (dense, dot/cosine of mean-pooled vectors), ``splade`` (sparse lexical
+            vectors with a FLOPS regulariser) or ``cross_encoder`` (scores each query-document pair).
+        model: packaged name (``all-MiniLM-L6-v2``, ``paraphrase-MiniLM-L3-v2``, ``splade-tiny``),
+            local folder or hub id.
+        max_length: truncation in tokens of queries and documents (None: the model's own setting).
+        params: extra keyword arguments given to the student class (e.g. ``similarity: cosine``).
+    """
+
+    kind: str = "bi_encoder"
+    model: str = "all-MiniLM-L6-v2"
+    max_length: int | None = 128
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in STUDENT_KINDS:
+            raise _fail("student.kind", f"one of {', '.join(STUDENT_KINDS)}", self.kind)
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise _fail("student.model", "a model name, folder or hub id", self.model)
+        if self.max_length is not None and self.max_length <= 0:
+            raise _fail("student.max_length", "a positive number of tokens or null", self.max_length)
+
+
+@dataclass
+class LossSpec:
+    """One term of the training loss: ``weight * build_loss(name, **params)``.
+
+    ``inputs`` optionally renames the loss's forward arguments to batch keys (see
+    ``distilir.losses.WeightedSum``); usually empty.
+    """
+
+    name: str = "kl"
+    weight: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = _loss_names()
+        if self.name not in names:
+            raise _fail("losses[].name", f"one of {', '.join(names)}", self.name)
+        if not math.isfinite(self.weight) or self.weight <= 0:
+            raise _fail(
+                f"losses[{self.name}].weight",
+                "a positive finite number",
+                self.weight,
+                "Remove the loss from the list instead of giving it weight 0.",
+            )
+
+
+@dataclass
+class FlopsConfig:
+    r"""FLOPS regulariser of SPLADE students (Paria et al., ICLR 2020; Formal et al., SPLADE 2021):
+    :math:`\ell_{FLOPS} = \sum_j (\frac{1}{B}\sum_i w_{ij})^2` over the vocabulary, for queries and
+    documents separately, added to the loss as
+    :math:`\lambda_q(t)\,\ell^q_{FLOPS} + \lambda_d(t)\,\ell^d_{FLOPS}` with
+    :math:`\lambda(t) = \lambda \min(1, t / T)^2` (the quadratic warm-up of the SPLADE papers, which
+    lets the model first learn to rank, then to be sparse). The values are handed to
+    ``distilir.students.SpladeStudent`` (``flops_query``, ``flops_doc``, ``flops_warmup_steps``), which
+    computes the terms; the trainer moves its schedule each step. Ignored for other student kinds.
+    """
+
+    query_weight: float = 5e-4
+    document_weight: float = 5e-4
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("query_weight", "document_weight"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise _fail(f"flops.{name}", "a finite number >= 0", value)
+        if self.warmup_steps < 0:
+            raise _fail("flops.warmup_steps", "an integer >= 0", self.warmup_steps)
+
+
+@dataclass
+class DataConfig:
+    """Where the training lists come from and how each becomes a row of N candidates.
+
+    Args:
+        teacher_store: folder of a ``distilir.teachers.TeacherStore`` (teacher scores per query and doc).
+        lists_file: instead of a store, a JSONL file of ready lists, one object per line:
+            ``{"qid", "query", "doc_ids": [...], "docs": [...], "scores": [...]}``
+            (:func:`distilir.training.write_lists_jsonl` writes it).
+        dataset: the collection the store's ids refer to (texts of queries and documents).
+        split: which queries of the dataset to train on.
+        candidates: optional candidates file (``distilir candidates --out``) restricting which scored
+            pairs are used; default: every list the store holds for the split's queries.
+        candidates_per_query: N, the columns of the score tensors; shorter lists are padded (masked).
+        positives: ``teacher`` = the teacher's top-scored document is column 0 (no qrels needed);
+            ``qrels`` = the teacher's best-scored *judged relevant* document is column 0 (lists
+            without one are dropped).
+        negatives: ``random`` = N-1 of the other documents drawn anew every epoch from the seed;
+            ``top`` = the N-1 next best by teacher score.
+        max_queries: train on the first ``max_queries`` lists (after sorting by query id); None = all.
+        min_relevance: qrels grade counted as relevant for ``positives: qrels``.
+    """
+
+    teacher_store: str | None = None
+    lists_file: str | None = None
+    dataset: str | None = None
+    split: str = "train"
+    candidates: str | None = None
+    candidates_per_query: int = 8
+    positives: str = "teacher"
+    negatives: str = "random"
+    max_queries: int | None = None
+    min_relevance: int = 1
+
+    def __post_init__(self) -> None:
+        if self.candidates_per_query < 2:
+            raise _fail(
+                "data.candidates_per_query",
+                "an integer >= 2 (a positive and at least one negative)",
+                self.candidates_per_query,
+            )
+        if self.positives not in ("teacher", "qrels"):
+            raise _fail("data.positives", "'teacher' or 'qrels'", self.positives)
+        if self.negatives not in ("random", "top"):
+            raise _fail("data.negatives", "'random' or 'top'", self.negatives)
+        if self.teacher_store and self.lists_file:
+            raise _fail(
+                "data",
+                "either teacher_store or lists_file",
+                {"teacher_store": self.teacher_store, "lists_file": self.lists_file},
+                "Give one source of training lists.",
+            )
+        if self.max_queries is not None and self.max_queries <= 0:
+            raise _fail("data.max_queries", "a positive integer or null", self.max_queries)
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation: AdamW with linear warm-up then linear decay to 0, gradient clipping.
+
+    ``steps`` counts optimiser steps; each consumes ``batch_size * grad_accumulation`` lists. When
+    ``steps`` is null, ``epochs`` passes over the lists are made (fractions allowed).
+    """
+
+    batch_size: int = 16
+    steps: int | None = None
+    epochs: float = 1.0
+    lr: float = 2e-5
+    warmup_steps: int | None = None
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float | None = 1.0
+    grad_accumulation: int = 1
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0:
+            raise _fail("optim.batch_size", "a positive integer", self.batch_size)
+        if self.steps is not None and self.steps <= 0:
+            raise _fail("optim.steps", "a positive integer or null (then optim.epochs is used)", self.steps)
+        if not (math.isfinite(self.epochs) and self.epochs > 0):
+            raise _fail("optim.epochs", "a positive number", self.epochs)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise _fail("optim.lr", "a positive learning rate such as 2e-5", self.lr)
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise _fail(
+                "optim.warmup_steps", "an integer >= 0 or null (then warmup_ratio is used)", self.warmup_steps
+            )
+        if not 0 <= self.warmup_ratio <= 1:
+            raise _fail("optim.warmup_ratio", "a fraction in [0, 1]", self.warmup_ratio)
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise _fail("optim.weight_decay", "a number >= 0", self.weight_decay)
+        if self.max_grad_norm is not None and not (
+            math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0
+        ):
+            raise _fail(
+                "optim.max_grad_norm", "a positive number, or null to disable clipping", self.max_grad_norm
+            )
+        if self.grad_accumulation <= 0:
+            raise _fail("optim.grad_accumulation", "a positive integer", self.grad_accumulation)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation on a held-out split during and after training (skipped when ``dataset`` is null).
+
+    Args:
+        dataset / split: the collection and split to evaluate on.
+        every_n_steps: evaluate every that many optimiser steps (0: only at the end).
+        at_end: evaluate the final student.
+        mode: ``rerank`` = score each query's first-stage candidates with the student (any kind;
+            cheap); ``retrieve`` = encode the corpus (or a slice of it) and search it exactly with
+            the student's vectors (bi-encoder and SPLADE students).
+        candidates: run file with the candidates to rerank; default: BM25 top ``depth``.
+        depth: candidates per query for ``rerank``.
+        k: documents kept per query in the run that is evaluated.
+        metric: the ir_measures measure reported and used as the run's headline (e.g. nDCG@10).
+        max_queries: evaluate on a seeded sample of that many judged queries (None: all).
+        corpus_sample: ``retrieve`` over the judged documents of the evaluated queries plus that many
+            other documents drawn with the seed (None: the whole corpus).
+        exclude_training_queries: leave out queries that have a training list (for collections with a
+            single split, e.g. ArguAna: distil on some queries, evaluate on the others).
+        batch_size: texts per forward pass when scoring/encoding.
+    """
+
+    dataset: str | None = None
+    split: str = "test"
+    every_n_steps: int = 0
+    at_end: bool = True
+    mode: str = "rerank"
+    candidates: str | None = None
+    depth: int = 100
+    k: int = 100
+    metric: str = "nDCG@10"
+    max_queries: int | None = None
+    corpus_sample: int | None = None
+    exclude_training_queries: bool = False
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.every_n_steps < 0:
+            raise _fail("eval.every_n_steps", "an integer >= 0 (0: only at the end)", self.every_n_steps)
+        if self.mode not in ("rerank", "retrieve"):
+            raise _fail("eval.mode", "'rerank' or 'retrieve'", self.mode)
+        for name in ("depth", "k", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise _fail(f"eval.{name}", "a positive integer", getattr(self, name))
+        if self.max_queries is not None and self.max_queries <= 0:
+            raise _fail("eval.max_queries", "a positive integer or null", self.max_queries)
+        if self.corpus_sample is not None and self.corpus_sample < 0:
+            raise _fail("eval.corpus_sample", "an integer >= 0 or null", self.corpus_sample)
+        try:
+            import ir_measures
+
+            ir_measures.parse_measure(self.metric)
+        except Exception as exc:  # noqa: BLE001 - ir_measures raises several types for bad names
+            raise _fail(
+                "eval.metric", "an ir_measures measure such as nDCG@10 or RR@10", self.metric
+            ) from exc
+
+
+@dataclass
+class TrainConfig:
+    """One distillation run. See the module docstring for the YAML layout.
+
+    Args:
+        output_dir: the run folder: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/``, ``student/``.
+        checkpoint_every: write a checkpoint every that many optimiser steps (0: none; the finished
+            run's state is the saved student).
+        keep_last: checkpoints kept on disk (older ones are deleted after a newer one is complete).
+        log_every: steps between progress-bar / metrics.jsonl loss lines.
+        device: torch device (None: cuda if available, else cpu).
+        threads: torch CPU threads for this process (None: torch's default, one per core). On a
+            machine shared with other jobs, fewer threads than cores is often faster.
+        progress: show tqdm progress bars.
+    """
+
+    student: StudentConfig = field(default_factory=StudentConfig)
+    losses: list[LossSpec] = field(default_factory=lambda: [LossSpec(name="kl")])
+    flops: FlopsConfig = field(default_factory=FlopsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str = "runs/train"
+    checkpoint_every: int = 0
+    keep_last: int = 2
+    log_every: int = 1
+    device: str | None = None
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        clash = sorted(k for k in self.student.params if k.startswith("flops_"))
+        if clash:
+            raise _fail(
+                "student.params",
+                "no FLOPS settings (they belong in the flops section)",
+                clash,
+                "Use flops.query_weight, flops.document_weight and flops.warmup_steps.",
+            )
+        if not self.losses:
+            raise _fail(
+                "losses",
+                "a non-empty list of {name, weight, params}",
+                self.losses,
+                "Give at least one loss, e.g. [{name: kl}].",
+            )
+        names = [spec.name for spec in self.losses]
+        if len(set(names)) != len(names):
+            raise _fail("losses", "each loss name at most once", names)
+        if not self.output_dir:
+            raise _fail("output_dir", "a folder path", self.output_dir)
+        if self.checkpoint_every < 0:
+            raise _fail("checkpoint_every", "an integer >= 0 (0: only at the end)", self.checkpoint_every)
+        if self.keep_last < 1:
+            raise _fail("keep_last", "an integer >= 1", self.keep_last)
+        if self.threads is not None and self.threads < 1:
+            raise _fail("threads", "a positive number of CPU threads, or null", self.threads)
+        if self.log_every < 1:
+            raise _fail("log_every", "an integer >= 1", self.log_every)
+
+    # ------------------------------------------------------------------ (de)serialisation
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from plain data (as read from YAML); unknown keys and bad values raise ConfigError."""
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_yaml(
+        cls, path: str | os.PathLike[str], overrides: Sequence[str] | Mapping[str, Any] = ()
+    ) -> TrainConfig:
+        return load_config(path, overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the config as YAML (atomically: a temporary file, then rename). ``path`` is a ``.yaml``
+        / ``.yml`` file, or a run folder that receives ``config.yaml``."""
+        path = Path(path)
+        if path.suffix not in (".yaml", ".yml"):
+            path = path / CONFIG_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text(self.to_yaml(), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def replace(self, overrides: Sequence[str] | Mapping[str, Any]) -> TrainConfig:
+        """A copy with overrides applied (same syntax as :func:`load_config`)."""
+        return TrainConfig.from_dict(apply_overrides(self.to_dict(), overrides))
+
+    def trajectory_dict(self) -> dict[str, Any]:
+        """The fields that decide the sequence of weights (student, losses, data, optimisation), i.e.
+        what must be equal for a checkpoint to be resumed under this config. Evaluation, logging and
+        output settings may change between the interrupted and the resumed process."""
+        d = self.to_dict()
+        return {key: d[key] for key in ("student", "losses", "flops", "data", "optim")}
+
+    def trajectory_hash(self) -> str:
+        blob = json.dumps(self.trajectory_dict(), sort_keys=True, default=str).encode()
+        return sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> TrainConfig:
+    """Read a YAML file (or start from the defaults when ``path`` is None) and apply overrides.
+
+    ``overrides`` is either a list of command-line tokens (``["--optim.lr", "2e-5", "--data.split=dev"]``)
+    or a mapping ``{"optim.lr": 2e-5}``.
+    """
+    data: Any = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(
+                f"config file {p} does not exist; pass the path of a YAML file "
+                "(see distilir.training.config)."
+            )
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{p}: expected a mapping of sections at the top level, got a {type(data).__name__}."
+            )
+    return TrainConfig.from_dict(apply_overrides(data, overrides))
+
+
+def parse_override_args(tokens: Sequence[str]) -> dict[str, str]:
+    """``["--optim.lr", "2e-5", "--data.split=dev"]`` -> ``{"optim.lr": "2e-5", "data.split": "dev"}``."""
+    out: dict[str, str] = {}
+    i = 0
+    tokens = list(tokens)
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--") or len(tok) == 2:
+            raise ConfigError(
+                f"unexpected argument {tok!r}: overrides are written --section.field VALUE "
+                "(e.g. --optim.lr 2e-5)."
+            )
+        key = tok[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        else:
+            if i + 1 >= len(tokens) or (tokens[i + 1].startswith("--") and not _looks_numeric(tokens[i + 1])):
+                raise ConfigError(f"override --{key} has no value; write --{key} VALUE.")
+            value = tokens[i + 1]
+            i += 1
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def _looks_numeric(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """Return a deep copy of ``data`` with dotted-path overrides set. String values are parsed as YAML
+    (``"[1, 2]"`` -> a list, ``"null"`` -> None); types are converted and checked when the config is built."""
+    result = json.loads(json.dumps(data, default=str)) if data else {}
+    if not isinstance(overrides, Mapping):
+        overrides = parse_override_args(overrides)
+    for dotted, raw in overrides.items():
+        value = _parse_value(raw) if isinstance(raw, str) else raw
+        parts = dotted.split(".")
+        if not all(parts):
+            raise ConfigError(f"bad override key {dotted!r}: expected dotted field names such as optim.lr.")
+        _check_path(parts, dotted)
+        node: Any = result
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                node = node[_list_index(part, node, ".".join(parts[: i + 1]))]
+                continue
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = {} if part != "losses" else [dict(name=s.name) for s in TrainConfig().losses]
+                node[part] = nxt
+            node = nxt
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_list_index(last, node, dotted)] = value
+        else:
+            node[last] = value
+    return result
+
+
+def _list_index(part: str, node: list, path: str) -> int:
+    try:
+        index = int(part)
+    except ValueError:
+        raise ConfigError(f"{path}: expected a list index (0..{len(node) - 1}), got {part!r}.") from None
+    if not 0 <= index < len(node):
+        raise ConfigError(
+            f"{path}: index {index} is out of range; the list has {len(node)} entries. "
+            "Replace the whole list instead, e.g. --losses '[{name: kl}, {name: infonce, weight: 0.1}]'."
+        )
+    return index
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _check_path(parts: list[str], dotted: str) -> None:
+    """Reject override keys that name no field, listing the valid ones at the level that failed."""
+    cls: Any = TrainConfig
+    for i, part in enumerate(parts):
+        here = ".".join(parts[:i]) or "the top level"
+        if cls is None:
+            return  # inside a free-form dict (params): anything goes
+        if _is_list_of_dataclass(cls):
+            if not part.isdigit():
+                raise ConfigError(f"{dotted}: {here} is a list; expected an index such as {here}.0.")
+            cls = typing.get_args(cls)[0]
+            continue
+        if not dataclasses.is_dataclass(cls):
+            raise ConfigError(f"{dotted}: {here} is a single value and has no field {part!r}.")
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            raise ConfigError(
+                f"unknown config key {dotted!r}: {here} has no field {part!r}. "
+                f"Valid fields there: {', '.join(sorted(hints))}."
+            )
+        target = _strip_optional(hints[part])
+        if typing.get_origin(target) is dict:
+            return
+        cls = target if (dataclasses.is_dataclass(target) or _is_list_of_dataclass(target)) else _Leaf
+    return
+
+
+class _Leaf:  # marks a scalar field in _check_path
+    pass
+
+
+def _is_list_of_dataclass(tp: Any) -> bool:
+    return typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0])
+
+
+def _strip_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise _fail(path or "config", f"a mapping of {cls.__name__} fields", data)
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        where = path or "the top level"
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(repr(k) for k in unknown)} in {where}. "
+            f"Valid keys there: {', '.join(sorted(hints))}."
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _convert(hints[name], value, f"{path}.{name}" if path else name)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if path.startswith("losses"):  # name the list entry in the message
+            raise ConfigError(f"{path}: {exc}") from None
+        raise
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise _fail(path, "a value (this field cannot be null)", value)
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(item):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise _fail(path, "a list", value)
+        return [_convert(item, v, f"{path}.{i}") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise _fail(path, "a mapping", value)
+        return {str(k): v for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise _fail(path, "true or false", value)
+    if tp is int:
+        if isinstance(value, bool):
+            raise _fail(path, "an integer", value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise _fail(path, "an integer", value)
+    if tp is float:
+        if isinstance(value, bool):
+            raise _fail(path, "a number", value)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise _fail(path, "a number", value) from None
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise _fail(path, "a string", value)
+    return value
+
+
+def _loss_names() -> tuple[str, ...]:
+    """Names of the loss registry when distilir.losses exposes one, else the documented list."""
+    try:
+        from distilir import losses
+    except ImportError:  # pragma: no cover - the package is part of the distribution
+        return KNOWN_LOSSES
+    for attr in ("LOSSES", "LOSS_REGISTRY", "REGISTRY"):
+        registry = getattr(losses, attr, None)
+        if isinstance(registry, Mapping) and registry:
+            return tuple(registry)
+    fn = getattr(losses, "available_losses", None)
+    if callable(fn):
+        return tuple(fn())
+    return KNOWN_LOSSES
