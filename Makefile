@@ -21,6 +21,9 @@ export DISTILIR_DATA_DIR
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# FAISS/OpenMP threads sleep instead of spinning while waiting: on a 2-core machine shared with
+# torch, spinning made FAISS training ~10x slower.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install install-teachers demo test test-slow bench lint clean
 

@@ -145,7 +145,7 @@ def read_manifest(path: str | os.PathLike[str], kind: str | None = None) -> dict
             "Load it with distilir_index.load_index(path), which picks the right class."
         )
     for role, name in manifest.get("files", {}).items():
-        if not (path / name).is_file():
+        if not (path / name).exists():
             raise ManifestError(f"{path}: file {name!r} ({role}) named by the manifest is missing.")
     return manifest
 
