@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
 
     t0 = time.perf_counter()
-    lm = load_causal_lm(args.model)
+    lm = load_causal_lm(args.model) if modes else None
     load_s = time.perf_counter() - t0
     qids = list(queries)
     configs = {}
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "dataset": args.dataset, "split": args.split, "queries": len(queries),
         "query_sample": {"n": args.queries, "seed": args.seed} if args.queries else None,
-        "depth": args.depth, "model": lm.describe(), "model_load_seconds": load_s,
+        "depth": args.depth, "model": lm.describe() if lm else None, "model_load_seconds": load_s,
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "check", "data_dir")},
         "results": results, "teachers": configs,
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
@@ -209,11 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, out / "report.json")
     lines = [f"# LLM rerank of BM25 top-{args.depth}: {args.dataset} {args.split}, {len(queries)} queries",
-             "", f"model: {args.model} ({lm.describe()['weights']})", "",
+             "", f"model: {args.model} ({lm.describe()['weights'] if lm else 'not loaded'})", "",
              "| run | nDCG@10 | RR@10 | pairs/s |", "|---|---:|---:|---:|"]
     for name, r in results.items():
-        speed = r.get("pairs_per_s", float("nan"))
-        lines.append(f"| {name} | {r['nDCG@10']:.4f} | {r['RR@10']:.4f} | {speed:.1f} |")
+        speed = f"{r['pairs_per_s']:.1f}" if "pairs_per_s" in r else "–"
+        lines.append(f"| {name} | {r['nDCG@10']:.4f} | {r['RR@10']:.4f} | {speed} |")
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
