@@ -255,6 +255,7 @@ def train_run(
     args,
     work: Path,
     flops: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     from distilir.training import Trainer, load_config
 
@@ -279,6 +280,7 @@ def train_run(
         overrides["optim.epochs"] = args.epochs
     if flops:
         overrides["flops"] = flops
+    overrides.update(extra or {})
     config = load_config(None, overrides)
     t0 = time.perf_counter()
     result = Trainer(config, data_dir=args.data_dir).train(resume="auto")
@@ -314,8 +316,16 @@ def write_report(results: dict[str, Any], args) -> None:
         f"Teacher: `{args.teacher}` over BM25 top {args.depth}; students trained with N = "
         f"{args.candidates_per_query} candidates per query (positive = teacher's top), "
         f"batch {args.batch_size}, "
-        f"lr {args.lr}, seed {args.seed}; evaluation at max_length {args.eval_max_length}"
-        + (f", QUICK CHECK on a corpus sample of {args.corpus_sample} (not comparable)" if args.corpus_sample else "")
+        f"lr {args.lr}, seed {args.seed}; MiniLM students: KL student temperature "
+        f"{args.student_temperature} (no tau^2 factor), Margin-MSE teacher scale "
+        f"{args.margin_teacher_scale}; "
+        f"SPLADE / cross-encoder: KL at temperature 1 (unbounded scores); "
+        f"evaluation at max_length {args.eval_max_length}"
+        + (
+            f", QUICK CHECK on a corpus sample of {args.corpus_sample} (not comparable)"
+            if args.corpus_sample
+            else ""
+        )
         + (f", {args.eval_queries} sampled test queries" if args.eval_queries else "")
         + ".",
         "",
@@ -357,10 +367,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--max-length", type=int, default=128, help="training truncation of MiniLM students")
     p.add_argument("--eval-max-length", type=int, default=256)
+    p.add_argument(
+        "--student-temperature",
+        type=float,
+        default=0.05,
+        help="KL: student scores (cosines) are divided by this",
+    )
+    p.add_argument(
+        "--margin-teacher-scale",
+        type=float,
+        default=0.05,
+        help="Margin-MSE: teacher scores are multiplied by this (data.teacher_scale)",
+    )
     p.add_argument("--rerank-depth", type=int, default=100)
     p.add_argument("--eval-queries", type=int, default=None, help="evaluate a seeded sample of test queries")
-    p.add_argument("--corpus-sample", type=int, default=None,
-                   help="quick check only: search judged docs + N others instead of the corpus")
+    p.add_argument(
+        "--corpus-sample",
+        type=int,
+        default=None,
+        help="quick check only: search judged docs + N others instead of the corpus",
+    )
     p.add_argument("--checkpoint-every", type=int, default=25)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=42)
@@ -414,18 +440,30 @@ def main(argv: list[str] | None = None) -> int:
                 _evaluate(bm25_run(scifact, "test", test_qids, 1000, work), scifact, "test", test_qids),
             )
     student_l6 = {"kind": "bi_encoder", "model": "all-MiniLM-L6-v2", "max_length": args.max_length}
+    # Score ranges: all-MiniLM-L6-v2 normalises its vectors, so student scores are cosines in [-1, 1],
+    # while the teacher's are z-scores spanning several units. KL therefore divides the student's
+    # scores by 0.05 (x20, as sentence-transformers' MNRL scale) without the Hinton tau^2 factor, and
+    # Margin-MSE multiplies the teacher's scores by 0.05 (data.teacher_scale) so that its margins are
+    # reachable by cosine margins. (A first run with tau_s = 1 is kept in the report as such.)
+    kl = {
+        "name": "kl",
+        "params": {"student_temperature": args.student_temperature, "scale_by_temperature": False},
+    }
     loss_sets = {
         "margin_mse": [{"name": "margin_mse"}],
-        "kl": [{"name": "kl"}],
-        "kl_infonce": [{"name": "kl"}, {"name": "infonce", "weight": 0.1, "params": {"temperature": 0.05}}],
+        "kl": [kl],
+        "kl_infonce": [kl, {"name": "infonce", "weight": 0.1, "params": {"temperature": 0.05}}],
+        "kl_raw": [{"name": "kl"}],  # unbounded student scores (SPLADE dot products, cross-encoder logits)
     }
     for run in runs:
         name = f"scifact: {run}" if not run.startswith("arguana") else f"arguana (held-out half): {run}"
         if not todo(name):
             continue
         if run.startswith("minilm-"):
+            loss = run.split("-", 1)[1]
+            scale = {"data.teacher_scale": args.margin_teacher_scale} if loss == "margin_mse" else {}
             folder, info = train_run(
-                run, store, "scifact", "train", student_l6, loss_sets[run.split("-", 1)[1]], args, work
+                run, store, "scifact", "train", student_l6, loss_sets[loss], args, work, extra=scale
             )
             record(name, {**eval_dense(str(folder), scifact, "test", test_qids, args), **info})
         elif run == "splade-kl":
@@ -440,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
                 "scifact",
                 "train",
                 {"kind": "splade", "model": "splade-tiny", "max_length": args.max_length},
-                loss_sets["kl"],
+                loss_sets["kl_raw"],
                 args,
                 work,
                 flops={"query_weight": 5e-4, "document_weight": 5e-4, "warmup_steps": 20},
@@ -463,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
                 "scifact",
                 "train",
                 {"kind": "cross_encoder", "model": "all-MiniLM-L6-v2", "max_length": 2 * args.max_length},
-                loss_sets["kl"],
+                loss_sets["kl_raw"],
                 args,
                 work,
             )

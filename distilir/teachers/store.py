@@ -179,7 +179,9 @@ class TeacherStore:
     """Teacher scores of (query, document) pairs on disk; see the module docstring for the format.
 
     Open with :meth:`open` (``TeacherStore.open(path, teacher)`` to write, ``TeacherStore.open(path)``
-    to read); use as a context manager or call :meth:`close` to release the writer lock.
+    to read); use as a context manager or call :meth:`close` to release the writer lock. An open store
+    holds every stored score in memory (plain dicts: the dedup index and what :meth:`get` reads), which
+    suits stores of up to a few million pairs.
     """
 
     def __init__(self, path: Path, manifest: dict[str, Any], *, writable: bool, lock_fd: int | None) -> None:

@@ -197,6 +197,10 @@ class DataConfig:
             without one are dropped).
         negatives: ``random`` = N-1 of the other documents drawn anew every epoch from the seed;
             ``top`` = the N-1 next best by teacher score.
+        teacher_scale: multiply the teacher scores by this constant before the loss. Margin-MSE
+            matches margins as they are, so bring the teacher's margins into the student's score
+            range (e.g. 0.05 for z-scored teacher scores and a cosine student, whose scores lie in
+            [-1, 1]); for listwise losses a teacher temperature does the same.
         max_queries: train on the first ``max_queries`` lists (after sorting by query id); None = all.
         min_relevance: qrels grade counted as relevant for ``positives: qrels``.
     """
@@ -209,6 +213,7 @@ class DataConfig:
     candidates_per_query: int = 8
     positives: str = "teacher"
     negatives: str = "random"
+    teacher_scale: float = 1.0
     max_queries: int | None = None
     min_relevance: int = 1
 
@@ -230,6 +235,8 @@ class DataConfig:
                 {"teacher_store": self.teacher_store, "lists_file": self.lists_file},
                 "Give one source of training lists.",
             )
+        if not (math.isfinite(self.teacher_scale) and self.teacher_scale > 0):
+            raise _fail("data.teacher_scale", "a positive finite number", self.teacher_scale)
         if self.max_queries is not None and self.max_queries <= 0:
             raise _fail("data.max_queries", "a positive integer or null", self.max_queries)
 

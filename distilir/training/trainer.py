@@ -261,6 +261,7 @@ class Trainer:
             "candidates_in_lists": {"min": min(sizes), "max": max(sizes), "mean": sum(sizes) / len(sizes)},
             "positives": data.positives,
             "negatives": data.negatives,
+            "teacher_scale": data.teacher_scale,
             "lists_fingerprint": lists_fingerprint(self.lists),
         }
 
@@ -393,7 +394,7 @@ class Trainer:
                 self.student,
                 batch.queries,
                 batch.docs,
-                batch.teacher_scores.to(self.device),
+                batch.teacher_scores.to(self.device) * cfg.data.teacher_scale,
                 batch.mask.to(self.device),
             )
             loss = self.loss_fn(**out.loss_inputs)

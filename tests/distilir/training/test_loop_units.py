@@ -195,3 +195,18 @@ def test_evaluating_during_training_does_not_change_the_run(tmp_path, scifact):
     assert a.losses == b.losses
     for key, value in plain.module.state_dict().items():
         assert torch.equal(evaluated.module.state_dict()[key], value)
+
+
+def test_teacher_scale_equals_scaling_the_stored_scores(tmp_path):
+    scaled = [
+        TrainingList(x.qid, x.query, x.doc_ids, x.docs, tuple(0.25 * s for s in x.scores)) for x in _lists()
+    ]
+    common = {"losses": [{"name": "margin_mse"}], "optim.steps": 3}
+    a = Trainer(
+        _config(tmp_path / "a", **common, **{"data.teacher_scale": 0.25}),
+        student=FakeBagStudent(),
+        lists=_lists(),
+    ).train()
+    b = Trainer(_config(tmp_path / "b", **common), student=FakeBagStudent(), lists=scaled).train()
+    assert a.losses == pytest.approx(b.losses, rel=1e-6)
+    assert a.manifest["data"]["teacher_scale"] == 0.25
