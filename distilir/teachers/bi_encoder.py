@@ -5,17 +5,16 @@ the model declares it, e.g. all-mpnet-base-v2) or the plain inner product ``<u, 
 encoded with ``SentenceTransformer.encode_query`` and documents with ``encode_document``, so the
 prompts a model was trained with (e.g. ``"query: "`` / ``"passage: "``) are applied.
 
-A teacher sees the same documents again and again (a document is a candidate of many queries, and a
-store scores in batches of queries), so document and query embeddings are cached by the sha256 of
-their text for the lifetime of the teacher: every distinct text is encoded once. ``clear_cache()``
-drops them. A strong bi-encoder is a cheap teacher for a small one (e.g. all-mpnet-base-v2 → MiniLM);
-it is also a member of the default offline ensemble.
+Document and query embeddings are cached by the sha256 of their text (every distinct text is
+encoded once per teacher; with ``cache_dir`` documents once per fingerprint across runs; see
+:mod:`distilir.teachers.embedding_cache`). A strong bi-encoder is a cheap teacher for a small one
+(e.g. all-mpnet-base-v2 → MiniLM); it is also a member of the default offline ensemble.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,47 +25,15 @@ from distilir.teachers.base import (
     TeacherError,
     describe_model,
     state_dict_fingerprint,
-    text_hash,
 )
-from distilir.teachers.cross_encoder import torch_threads
+from distilir.teachers.embedding_cache import EmbeddingCache, EmbeddingTeacherMixin, resolve_cache_dir
 
-__all__ = ["BiEncoderTeacher", "EmbeddingCache"]
+__all__ = ["BiEncoderTeacher", "EmbeddingCache"]  # EmbeddingCache re-exported
 
 _SIMILARITIES = ("cosine", "dot")
 
 
-class EmbeddingCache:
-    """Embeddings keyed by the sha256 (16 hex) of their text; ``get_or_encode`` encodes only misses,
-    all of them in one call, so each distinct text is encoded once per teacher lifetime."""
-
-    def __init__(self) -> None:
-        self._store: dict[str, Any] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._store)
-
-    def clear(self) -> None:
-        self._store.clear()
-
-    def get_or_encode(self, texts: Sequence[str], encode: Callable[[list[str]], Sequence[Any]]) -> list[Any]:
-        keys = [text_hash(t) for t in texts]
-        todo: dict[str, str] = {}
-        for key, text in zip(keys, texts, strict=True):
-            if key not in self._store and key not in todo:
-                todo[key] = text
-        self.misses += len(todo)
-        self.hits += len(keys) - len(todo)
-        if todo:
-            encoded = encode(list(todo.values()))
-            if len(encoded) != len(todo):
-                raise TeacherError(f"encoder returned {len(encoded)} embeddings for {len(todo)} texts")
-            self._store.update(zip(todo.keys(), encoded, strict=True))
-        return [self._store[k] for k in keys]
-
-
-class BiEncoderTeacher(BaseTeacher):
+class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
     """Scores documents by the similarity of sentence-transformers embeddings.
 
     Args:
@@ -80,6 +47,9 @@ class BiEncoderTeacher(BaseTeacher):
         num_threads: torch threads while encoding (``None``: ``sensible_threads()``, the free cores).
             Runtime only.
         show_progress: tqdm bars while encoding.
+        cache_dir: keep document embeddings on disk under ``cache_dir/<fingerprint>`` so later runs
+            (another split, depth or process) encode only new texts; ``None``: the environment
+            variable ``DISTILIR_EMBEDDING_CACHE`` if set. Runtime only.
     """
 
     score_type = "similarity"
@@ -94,6 +64,7 @@ class BiEncoderTeacher(BaseTeacher):
         *,
         num_threads: int | None = None,
         show_progress: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if similarity is not None and similarity not in _SIMILARITIES:
             raise TeacherError(f"similarity must be one of {_SIMILARITIES} or None, got {similarity!r}")
@@ -112,35 +83,15 @@ class BiEncoderTeacher(BaseTeacher):
         self.num_threads = num_threads
         self.show_progress = show_progress
         self.name = f"bi-encoder:{self._identity['name'] or 'in-memory'}"
-        self.doc_cache = EmbeddingCache()
-        self.query_cache = EmbeddingCache()
+        self.cache_dir = resolve_cache_dir(cache_dir)
 
     @property
     def model(self) -> Any:
         return self._model
 
-    def clear_cache(self) -> None:
-        self.doc_cache.clear()
-        self.query_cache.clear()
-
-    def score(self, query: str, docs: Sequence[str]) -> list[float]:
-        return self.score_many([query], [docs])[0]
-
-    def score_many(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[list[float]]:
-        if len(queries) != len(docs):
-            raise TeacherError(
-                f"got {len(queries)} queries but {len(docs)} document lists; one list per query"
-            )
-        with torch_threads(self.num_threads):
-            q_emb = self.query_cache.get_or_encode(list(queries), self._encode_queries)
-            flat = [d for ds in docs for d in ds]
-            d_emb = self.doc_cache.get_or_encode(flat, self._encode_documents)
-        out, start = [], 0
-        for q, ds in zip(q_emb, docs, strict=True):
-            block = np.asarray(d_emb[start : start + len(ds)], dtype=np.float32).reshape(len(ds), -1)
-            out.append((block @ q).astype(np.float64).tolist())
-            start += len(ds)
-        return out
+    def _similarities(self, query: np.ndarray, docs: Sequence[np.ndarray]) -> list[float]:
+        block = np.asarray(docs, dtype=np.float32).reshape(len(docs), -1)
+        return (block @ query).astype(np.float64).tolist()
 
     def _encode(self, method: str, texts: list[str]) -> np.ndarray:
         emb = getattr(self._model, method)(

@@ -99,3 +99,38 @@ def test_splade_equals_library_pooling_and_dot_product(splade_path, lists):
     same = SparseTeacher(stock)
     assert type(stock[1]) is SpladePooling
     np.testing.assert_allclose(same.score(q_texts[0], d_lists[0]), got[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["bi-encoder:all-MiniLM-L6-v2", "splade:splade-tiny"])
+def test_document_cache_on_disk_is_reused_by_a_new_teacher(spec, lists, tmp_path):
+    """With cache_dir, a second teacher (a new process in practice) encodes no document again and
+    gives the same scores; a torn part file is skipped with a warning, never deleted."""
+    q_texts, d_lists = lists
+    unique = {d for ds in d_lists for d in ds}
+    first = build_teacher(f"{spec}?batch_size=8&cache_dir={tmp_path}")
+    expected = first.score_many(q_texts, d_lists)
+    folder = tmp_path / first.fingerprint
+    parts = list(folder.glob("part-*.npz"))
+    assert len(parts) == 1 and (folder / "cache.json").is_file()
+    assert first.fingerprint == build_teacher(f"{spec}?batch_size=8").fingerprint  # runtime only
+
+    second = build_teacher(f"{spec}?batch_size=8&cache_dir={tmp_path}")
+    got = second.score_many(q_texts, d_lists)
+    assert second.doc_cache.loaded == len(unique) and second.doc_cache.misses == 0
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+    torn = folder / "part-torn.npz"
+    torn.write_bytes(parts[0].read_bytes()[:100])
+    with pytest.warns(UserWarning, match="unreadable embedding-cache part"):
+        third = build_teacher(f"{spec}?batch_size=8&cache_dir={tmp_path}")
+        third.score_many(q_texts[:1], d_lists[:1])
+    assert torn.exists() and third.doc_cache.misses == 0
+
+
+def test_document_cache_refuses_a_folder_of_the_other_kind(tmp_path):
+    from distilir.teachers.embedding_cache import EmbeddingCache
+
+    EmbeddingCache(tmp_path, kind="dense")
+    with pytest.raises(TeacherError, match="'dense' embedding cache.*'sparse'"):
+        EmbeddingCache(tmp_path, kind="sparse")
