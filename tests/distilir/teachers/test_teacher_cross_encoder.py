@@ -123,3 +123,23 @@ def test_threads_are_bounded_and_restored():
     with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_onnx_backend_gives_predicts_numbers(cross_encoder, pairs, tmp_path, monkeypatch):
+    """ONNX Runtime scores the same padded, length-sorted batches: predict's numbers within float
+    rounding; the export is cached per weights fingerprint; the backend is not part of the fingerprint."""
+    monkeypatch.setenv("DISTILIR_CACHE", str(tmp_path))
+    ref = cross_encoder.predict(pairs, batch_size=8, activation_fn=torch.nn.Identity())
+    teacher = CrossEncoderTeacher(cross_encoder, batch_size=4, backend="onnx")
+    got = teacher.score_pairs(pairs)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+    assert np.ptp(got) > 0.05 and got[-1] == got[3]
+    exported = list((tmp_path / "onnx").glob("cross-encoder-*.onnx"))
+    assert len(exported) == 1 and not list((tmp_path / "onnx").glob("*.tmp"))
+    assert teacher.fingerprint == CrossEncoderTeacher(cross_encoder).fingerprint
+    again = CrossEncoderTeacher(cross_encoder, batch_size=8, backend="onnx")
+    np.testing.assert_allclose(again.score_pairs(pairs[:5]), ref[:5], atol=1e-4, rtol=0)
+    assert list((tmp_path / "onnx").glob("cross-encoder-*.onnx")) == exported  # reused, not re-exported
+
+    with pytest.raises(TeacherError, match="backend must be one of"):
+        CrossEncoderTeacher(cross_encoder, backend="tensorrt")
