@@ -71,7 +71,7 @@ def _pareto_plot(results, path: Path) -> Path | None:
     return path
 
 
-def write_markdown(results, out_dir: Path, wall_s: float) -> Path:
+def write_markdown(results, out_dir: Path, wall_s: float, unavailable: dict[str, str] | None = None) -> Path:
     from benchmarks.runner import results_to_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +106,12 @@ def write_markdown(results, out_dir: Path, wall_s: float) -> Path:
         lines += ["", "## Effectiveness against query latency", "", f"![Pareto chart]({plot.name})"]
     lines += ["", "Δ vs BM25: mean per-query nDCG@10 difference against the BM25 condition of the same "
               "dataset and split, with the p-value of a paired t-test over queries.", ""]
+    if unavailable:
+        lines += ["## Not run: collection not on this machine", "",
+                  "These conditions are defined and run wherever their collection is available; here "
+                  "their data could not be found or downloaded. First line of each error:", ""]
+        lines += [f"- `{cid}`: {msg.splitlines()[0]}" for cid, msg in unavailable.items()]
+        lines.append("")
     path = out_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -27,13 +27,18 @@ from tqdm.auto import tqdm
 
 from distilir.types import Document, Qrels, Query
 
-__all__ = ["BaseDataset", "Dataset", "DatasetError", "DatasetWarning", "ValidationIssue", "ValidationReport"]
+__all__ = ["BaseDataset", "Dataset", "DatasetError", "DatasetUnavailable", "DatasetWarning", "ValidationIssue", "ValidationReport"]
 
 _EXAMPLES = 5
 
 
 class DatasetError(ValueError):
     """A dataset that cannot be found or read; the message names the file, the line and the fix."""
+
+
+class DatasetUnavailable(DatasetError):
+    """The dataset is valid but its files are not on this machine and could not be downloaded; the
+    message says where to place them. Benchmarks skip such conditions instead of failing."""
 
 
 class DatasetWarning(UserWarning):

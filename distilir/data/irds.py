@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from distilir.data.base import BaseDataset, DatasetError
+from distilir.data.base import BaseDataset, DatasetError, DatasetUnavailable
 from distilir.types import Document, Qrels, Query
 
 __all__ = ["IrDatasetsDataset", "is_ir_datasets_id", "split_name_of"]
@@ -151,11 +151,11 @@ class IrDatasetsDataset(BaseDataset):
                         probe.close()
                     break
 
-    def _unavailable(self, what: str, exc: BaseException) -> DatasetError:
+    def _unavailable(self, what: str, exc: BaseException) -> DatasetUnavailable:
         irds = _import_ir_datasets()
         home = irds.util.home_path()
         top = self.dataset_id.split("/")[0]
-        return DatasetError(
+        return DatasetUnavailable(
             f"ir_datasets could not provide the {what} of {self.dataset_id!r} "
             f"({type(exc).__name__}: {str(exc)[:300]}). Its files are not in the ir_datasets home "
             f"({home}) and downloading them failed (no internet here?). To use it offline, either:\n"

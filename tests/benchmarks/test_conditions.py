@@ -32,3 +32,21 @@ def test_ci_condition_reproduces_expected_scores(condition, data_dir, tmp_path):
     assert condition.expected, "a CI condition must guard at least one metric"
     for measure, ours, expected, tol, ok in result.checks:
         assert ok, f"{condition.id} {measure}: {ours:.4f}, expected {expected:.4f} ± {tol}"
+
+
+def test_a_collection_that_is_not_here_is_reported_not_failed(monkeypatch, capsys, data_dir):
+    """MS MARCO / TREC DL full-collection conditions go through ir_datasets: without their files (and
+    with downloads failing: an unreachable proxy stands in for "no internet") a full run skips them
+    with instructions, while naming one explicitly fails fast with exit code 3."""
+    from benchmarks.runner import main
+
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    ids = {c.id for c in load_conditions()}
+    assert {"msmarco-passage/dev/small/bm25", "msmarco-passage/trec-dl-2019/judged/bm25",
+            "msmarco-passage/trec-dl-2020/judged/bm25"} <= ids
+
+    code = main(["--dataset", "msmarco-passage/trec-dl-2020/judged", "--data-dir", str(data_dir)])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "UNAVAILABLE" in out and "register_local" in out and "IR_DATASETS_HOME" in out
