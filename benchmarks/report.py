@@ -1,7 +1,9 @@
 """The generated benchmark report: Markdown tables, a JSON dump, and matplotlib plots.
 
 - effectiveness (nDCG@10) against single-query latency per system and dataset (a Pareto chart);
-- a paired t-test per query of each system against BM25 on the same dataset and split.
+- a paired t-test per query of each system against BM25 on the same dataset and split;
+- training curves of distilled students (:func:`plot_training_curves`, from each run's
+  ``metrics.jsonl``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["write_markdown"]
+__all__ = ["plot_training_curves", "write_markdown"]
 
 
 def _significance(results) -> dict[str, tuple[float, float]]:
@@ -33,6 +35,45 @@ def _significance(results) -> dict[str, tuple[float, float]]:
             stat = ttest_rel(xs, ys)
             out[r.condition.id] = (sum(xs) / len(xs) - sum(ys) / len(ys), float(stat.pvalue))
     return out
+
+
+def plot_training_curves(runs: dict[str, Path], path: Path, smooth: int = 5) -> Path | None:
+    """One panel per loss family: each run's training loss per step (thin) and its moving average
+    over ``smooth`` steps (thick), read from ``<run>/metrics.jsonl`` (train lines). Runs without a
+    metrics file are left out; returns None when none has one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    curves = {}
+    for label, folder in runs.items():
+        f = Path(folder) / "metrics.jsonl"
+        if not f.is_file():
+            continue
+        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [r for r in rows if r.get("type") == "train" and "loss" in r]
+        if rows:
+            curves[label] = (np.array([r["step"] for r in rows]), np.array([r["loss"] for r in rows]))
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.4), squeeze=False)
+    for ax, (label, (steps, loss)) in zip(axes[0], curves.items()):
+        line = ax.plot(steps, loss, lw=0.8, alpha=0.4)[0]
+        if len(loss) >= smooth:
+            avg = np.convolve(loss, np.ones(smooth) / smooth, mode="valid")
+            ax.plot(steps[smooth - 1 :], avg, lw=2, color=line.get_color(), label=f"mean of {smooth}")
+            ax.legend(fontsize=7)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _pareto_plot(results, path: Path) -> Path | None:

@@ -362,6 +362,16 @@ def write_report(results: dict[str, Any], args) -> None:
         "```",
         "",
     ]
+    from benchmarks.report import plot_training_curves
+
+    work = Path(args.work_dir)
+    run_dirs = {name: work / "runs" / name.split(": ", 1)[1] for name in results if ": " in name}
+    curves = plot_training_curves(
+        {name: folder for name, folder in run_dirs.items() if folder.is_dir()},
+        Path(args.report).with_name(Path(args.report).stem + "_curves.png"),
+    )
+    if curves:
+        lines += ["Training loss per step (from each run's metrics.jsonl):", "", f"![training curves]({curves.name})", ""]
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text("\n".join(lines), encoding="utf-8")
 
