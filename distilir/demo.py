@@ -90,6 +90,9 @@ def run_demo(data_dir: str | None = None, dataset: str = "scifact", quick: bool 
     test_candidates = {q: list(d) for q, d in iter_search(bm25, test_q, k=depth_test, desc="test candidates")}
 
     spec = "ensemble?normalization=zscore:splade:splade-tiny*1+bm25*1" if quick else DEFAULT_OFFLINE_TEACHER
+    # document embeddings of the embedding teachers are kept on disk: a rerun (or another split) of the
+    # demo encodes nothing twice
+    os.environ.setdefault("DISTILIR_EMBEDDING_CACHE", str(_work_dir() / "embeddings"))
     print(f"\n[3/5] teacher scores: {spec}", flush=True)
     corpus = ds.corpus()
     teacher = build_teacher(spec, corpus={d.id: d.full_text for d in corpus.values()})
@@ -108,7 +111,14 @@ def run_demo(data_dir: str | None = None, dataset: str = "scifact", quick: bool 
     print("\n[4/5] training all-MiniLM-L6-v2 with listwise KL + 0.1 InfoNCE", flush=True)
     overrides = {
         "student.kind": "bi_encoder", "student.model": "all-MiniLM-L6-v2", "student.max_length": 128,
-        "losses": [{"name": "kl", "weight": 1.0}, {"name": "infonce", "weight": 0.1}],
+        # all-MiniLM-L6-v2 scores are cosines in [-1, 1] while the teacher's are z-scores: KL divides
+        # the student's scores by 0.05 (as sentence-transformers' MNRL scale 20) without the tau^2
+        # factor (benchmarks/reports/training_distill*.md: at temperature 1 the student fell to 0.573)
+        "losses": [
+            {"name": "kl", "weight": 1.0,
+             "params": {"student_temperature": 0.05, "scale_by_temperature": False}},
+            {"name": "infonce", "weight": 0.1, "params": {"temperature": 0.05}},
+        ],
         "data.teacher_store": str(store_dir), "data.dataset": dataset, "data.split": train_split,
         "data.candidates_per_query": 8, "data.max_queries": len(train_q),
         "optim.batch_size": 16, "optim.epochs": 1, "optim.lr": 2e-5, "optim.seed": 42,
