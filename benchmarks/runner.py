@@ -16,7 +16,8 @@ Pipelines:
   first_stage  retriever bm25 | dense | sparse | hybrid (model, k1, b, factory, rrf_k)
   run_file     evaluate a TREC run shipped with the dataset (``run: bm25.top100``) or a path
   rerank       a teacher (spec as in distilir.teachers.factory) re-ranks a first stage's top ``depth``
-  student      first-stage retrieval with a trained student folder (``model: PATH``, ``kind: dense|sparse``)
+  student      first-stage retrieval with a trained student folder (``model: PATH``, ``kind: dense|sparse``;
+               ``{cache}`` in PATH is $DISTILIR_CACHE or ~/.cache/distilir; ``trained_by`` says how)
                or re-ranking with a cross-encoder student (``kind: cross-encoder``)
 
 For every condition the runner prints OK / FAIL per expected metric (FAIL exits non-zero), and
@@ -48,6 +49,11 @@ PIPELINES = ("first_stage", "run_file", "rerank", "student")
 
 class ConditionError(ValueError):
     pass
+
+
+class ConditionUnavailable(ConditionError):
+    """What a condition needs is not here (e.g. a student folder that has not been trained yet); the
+    full run reports it, naming the condition explicitly fails."""
 
 
 @dataclass
@@ -183,11 +189,14 @@ def run_condition(cond: Condition, data_dir: str | None = None, cache_dir: Path 
     elif kind == "first_stage":
         run, efficiency = _first_stage(ds, cond, conv, k, cache_dir, measure_latency)
     elif kind == "student":
+        from distilir_index.models import cache_dir as distilir_cache
+
         student = dict(p)
-        model = os.path.expandvars(str(student["model"]))
+        model = os.path.expanduser(os.path.expandvars(str(student["model"]).replace("{cache}", str(distilir_cache()))))
         if not Path(model).exists():
-            raise ConditionError(f"{cond.id}: student folder {model} does not exist; train it first "
-                                 "(see benchmarks/README.md)")
+            raise ConditionUnavailable(f"{cond.id}: student folder {model} does not exist; train it first "
+                                       f"({student.get('trained_by', 'see benchmarks/README.md')})")
+        student.pop("trained_by", None)
         if student.get("kind", "dense") == "cross-encoder":
             run, efficiency = _rerank(ds, cond, conv, {"teacher": f"cross-encoder:{model}", **student}, cache_dir)
         else:
@@ -307,9 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             r = run_condition(c, data_dir=args.data_dir, cache_dir=args.cache_dir,
                               measure_latency=args.latency_queries)
-        except DatasetUnavailable as exc:
-            # A collection that is not on this machine (and cannot be downloaded) is not a
-            # regression: the full set skips it and says why; naming it explicitly fails.
+        except (DatasetUnavailable, ConditionUnavailable) as exc:
+            # A collection that is not on this machine (and cannot be downloaded), or a student not
+            # trained yet, is not a regression: the full set skips it and says why; naming it
+            # explicitly fails.
             unavailable[c.id] = str(exc)
             print(f"[UNAVAILABLE] {c.id}: {str(exc).splitlines()[0][:200]}")
             continue
