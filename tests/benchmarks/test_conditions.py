@@ -50,3 +50,14 @@ def test_a_collection_that_is_not_here_is_reported_not_failed(monkeypatch, capsy
     out = capsys.readouterr().out
     assert code == 3
     assert "UNAVAILABLE" in out and "register_local" in out and "IR_DATASETS_HOME" in out
+
+
+def test_full_collection_conditions_get_their_collection_conventions():
+    from distilir.conventions import conventions_for
+
+    by_id = {c.id: c for c in load_conditions()}
+    dev = conventions_for(by_id["msmarco-passage/dev/small/bm25"].dataset)
+    assert dev.measures[0] == "RR@10" and dev.relevance_level == 1
+    for year in ("2019", "2020"):
+        dl = conventions_for(by_id[f"msmarco-passage/trec-dl-{year}/judged/bm25"].dataset)
+        assert dl.relevance_level == 2  # binary measures count grade >= 2, nDCG uses the grades
