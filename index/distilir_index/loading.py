@@ -50,6 +50,9 @@ _REGISTRY: dict[str, Any] = {
     "dense": "distilir_index.dense:DenseIndex",
     "sparse": "distilir_index.sparse:SparseIndex",
     "hybrid": "distilir_index.hybrid:HybridIndex",
+    "lucene-bm25": "distilir_index.lucene:LuceneBM25Index",
+    "lucene-impact": "distilir_index.lucene:LuceneImpactIndex",
+    "milvus": "distilir_index.milvus:MilvusIndex",
 }
 
 
