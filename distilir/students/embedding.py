@@ -30,6 +30,11 @@ class EmbeddingStudent(BaseStudent):
 
     query_prompt: str | None
     document_prompt: str | None
+    #: Distributed training hook, set by the trainer (``DistributedContext.gather_in_batch``): maps this
+    #: process's document embeddings [M, D] and texts to those of all processes (embeddings keeping
+    #: gradients), plus the offset of this process's documents, so that the in-batch matrix holds every
+    #: process's documents as negatives. None: the local batch only.
+    in_batch_gather: Any = None
 
     def _setup_prompts(self, query_prompt: str | None, document_prompt: str | None) -> None:
         self._explicit_prompts = (query_prompt, document_prompt)
@@ -82,11 +87,20 @@ class EmbeddingStudent(BaseStudent):
         layout: BatchLayout = layout_batch(queries, docs_lists, mask)
         q = self.encode_queries(layout.queries)
         d = self.encode_documents(layout.flat_docs)
-        in_batch = q @ d.transpose(0, 1)  # [B, M]
+        offset, false_negatives = 0, None
+        if self.in_batch_gather is not None:  # distributed: the documents of every process
+            d_all, offset, texts = self.in_batch_gather(d, layout.flat_docs)
+            in_batch = q @ d_all.transpose(0, 1)  # [B, M_total]
+        else:
+            in_batch = q @ d.transpose(0, 1)  # [B, M]
         rows = layout.rows.to(in_batch.device)
-        flat_idx = torch.arange(len(layout.flat_docs), device=in_batch.device)
+        flat_idx = torch.arange(len(layout.flat_docs), device=in_batch.device) + offset
         own = in_batch[rows, flat_idx]  # each real document scored by its own query
         positive = layout.positive_index()
+        if self.in_batch_gather is None:
+            false_negatives = layout.false_negative_mask()
+        elif positive is not None:
+            false_negatives = _copies_of_positive(texts, (positive + offset).tolist())
         regularization, reg_loss = self._regularize(q, d)
         if reg_loss is None:
             reg_loss = own.new_zeros(())
@@ -94,8 +108,8 @@ class EmbeddingStudent(BaseStudent):
             scores=layout.scatter(own),
             mask=layout.mask.to(in_batch.device),
             in_batch_scores=in_batch,
-            positive_idx=positive.to(in_batch.device) if positive is not None else None,
-            in_batch_mask=_to(layout.false_negative_mask(), in_batch.device),
+            positive_idx=(positive + offset).to(in_batch.device) if positive is not None else None,
+            in_batch_mask=_to(false_negatives, in_batch.device),
             regularization=regularization,
             regularization_loss=reg_loss,
         )
@@ -103,6 +117,20 @@ class EmbeddingStudent(BaseStudent):
     def _prompt_config(self) -> dict[str, Any]:
         query_prompt, document_prompt = self._explicit_prompts
         return {"query_prompt": query_prompt, "document_prompt": document_prompt}
+
+
+def _copies_of_positive(texts: Sequence[str], positives: Sequence[int]) -> Tensor | None:
+    """[B, M] False where document ``k`` has the text of query ``i``'s positive but is another entry
+    (:meth:`BatchLayout.false_negative_mask` over documents gathered from several processes)."""
+    where: dict[str, list[int]] = {}
+    for k, text in enumerate(texts):
+        where.setdefault(text, []).append(k)
+    keep = torch.ones(len(positives), len(texts), dtype=torch.bool)
+    for i, p in enumerate(positives):
+        for k in where[texts[p]]:
+            if k != p:
+                keep[i, k] = False
+    return None if bool(keep.all()) else keep
 
 
 def _to(x: Tensor | None, device: torch.device) -> Tensor | None:

@@ -21,6 +21,10 @@ One optimiser step::
     loss   = sum_i w_i * loss_i(out, teacher, mask) + lambda_q(t) FLOPS_q + lambda_d(t) FLOPS_d
     loss.backward(); clip_grad_norm_; AdamW.step(); schedule.step()
 
+Distributed: under ``torchrun --nproc_per_node N -m distilir.training train ...`` the student runs in
+``DistributedDataParallel``, each process reads its slice of every global batch and InfoNCE sees the
+documents of all processes (see :mod:`distilir.training.distributed`); rank 0 writes the run folder.
+
 Run folder (``config.output_dir``)::
 
     config.yaml        the resolved TrainConfig
@@ -154,7 +158,8 @@ class Trainer:
         self.config = config
         self.dist = distributed or DistributedContext.detect()
         self.data_dir = str(data_dir) if data_dir is not None else None
-        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        cuda = f"cuda:{self.dist.local_rank}" if self.dist.enabled else "cuda"
+        self.device = torch.device(config.device or (cuda if torch.cuda.is_available() else "cpu"))
         self.callbacks = list(callbacks)
         self.output_dir = Path(config.output_dir)
         if config.threads is not None:
@@ -177,6 +182,10 @@ class Trainer:
         self.module = student_module(self.student)
         self.module.to(self.device)
         self.loss_fn = self._build_loss().to(self.device)
+        if self.dist.enabled and self._uses_in_batch() and hasattr(self.student, "in_batch_gather"):
+            self.student.in_batch_gather = self.dist.gather_in_batch  # negatives of every process
+        # What the loop calls forward_scores on: the student, or under torchrun the student in DDP.
+        self.forward = self.dist.wrap(self.student, self.module)
 
         optim = config.optim
         self.lists_per_step = optim.batch_size * optim.grad_accumulation
@@ -281,6 +290,16 @@ class Trainer:
                     part.gather_documents = self.dist.gather_documents
         return loss
 
+    def _uses_in_batch(self) -> bool:
+        """Whether a loss term reads the in-batch score matrix (InfoNCE)."""
+        from distilir.losses.base import loss_input_names
+
+        for part in getattr(self.loss_fn, "losses", []):
+            names = set(loss_input_names(part)[0]) | set(getattr(part, "default_input_map", {}).values())
+            if "in_batch_scores" in names or hasattr(part, "gather_documents"):
+                return True
+        return False
+
     def _build_optimizer(self) -> torch.optim.Optimizer:
         """AdamW; no weight decay on biases and LayerNorm weights (BERT's recipe, as HF Trainer does)."""
         decay, no_decay = [], []
@@ -376,7 +395,7 @@ class Trainer:
         total = 0.0
         components: dict[str, float] = {}
         epoch_at_start = self.sampler.epoch + self.sampler.position / self.sampler.items_per_epoch
-        for _ in range(optim.grad_accumulation):
+        for micro in range(optim.grad_accumulation):
             picked = self.sampler.next_indices(optim.batch_size)
             rows = []
             for epoch, index in picked:
@@ -390,30 +409,35 @@ class Trainer:
                 )
                 rows.append((lst, idx))
             batch = collate(rows, cfg.data.candidates_per_query)
-            out = run_student(
-                self.student,
-                batch.queries,
-                batch.docs,
-                batch.teacher_scores.to(self.device) * cfg.data.teacher_scale,
-                batch.mask.to(self.device),
-            )
-            loss = self.loss_fn(**out.loss_inputs)
-            for name, value in getattr(self.loss_fn, "last_components", {}).items():
-                components[name] = components.get(name, 0.0) + value / optim.grad_accumulation
-            if out.regularization_loss is not None:
-                loss = loss + out.regularization_loss
-            for key, value in out.regularization.items():
-                components[key] = components.get(key, 0.0) + float(value.detach()) / optim.grad_accumulation
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"the loss is {float(loss.detach())} at step {step + 1} (queries {batch.qids[:5]}). "
-                    "Lower optim.lr, "
-                    "check the teacher scores' scale (temperatures), or enable optim.max_grad_norm."
+            # Under DDP only the last micro-batch of a step all-reduces the gradients.
+            with self.dist.no_sync(self.forward, sync=micro == optim.grad_accumulation - 1):
+                out = run_student(
+                    self.forward,
+                    batch.queries,
+                    batch.docs,
+                    batch.teacher_scores.to(self.device) * cfg.data.teacher_scale,
+                    batch.mask.to(self.device),
                 )
-            (loss / optim.grad_accumulation).backward()
-            total += float(loss.detach()) / optim.grad_accumulation
+                loss = self.loss_fn(**out.loss_inputs)
+                for name, value in getattr(self.loss_fn, "last_components", {}).items():
+                    components[name] = components.get(name, 0.0) + value / optim.grad_accumulation
+                if out.regularization_loss is not None:
+                    loss = loss + out.regularization_loss
+                for key, value in out.regularization.items():
+                    components[key] = (
+                        components.get(key, 0.0) + float(value.detach()) / optim.grad_accumulation
+                    )
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"the loss is {float(loss.detach())} at step {step + 1} (queries {batch.qids[:5]}). "
+                        "Lower optim.lr, "
+                        "check the teacher scores' scale (temperatures), or enable optim.max_grad_norm."
+                    )
+                (loss / optim.grad_accumulation).backward()
+                total += float(loss.detach()) / optim.grad_accumulation
         params = [p for p in self.module.parameters() if p.requires_grad]
-        self.dist.all_reduce_gradients(params)
+        if self.forward is self.student:  # under DDP the backward pass has averaged the gradients
+            self.dist.all_reduce_gradients(params)
         if optim.max_grad_norm is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm))
         else:
@@ -428,14 +452,17 @@ class Trainer:
             "lr": lr,
             "grad_norm": grad_norm,
             "epoch": round(epoch_at_start, 6),
-            "components": components,
+            "components": {k: self.dist.mean(v) for k, v in components.items()},
         }
         if hasattr(self.student, "flops_weights"):
             record["flops_weights"] = list(self.student.flops_weights)
         self.history.append(record)
         return record
 
-    def _evaluate(self) -> dict[str, Any]:
+    def _evaluate(self) -> dict[str, Any] | None:
+        if not self.dist.is_main:  # under DDP rank 0 evaluates; the others wait for it
+            self.dist.barrier()
+            return None
         start = time.perf_counter()
         metrics = self.evaluator(self.student)  # type: ignore[misc]
         entry = {"step": self.step, "metrics": metrics, "seconds": round(time.perf_counter() - start, 3)}
@@ -444,13 +471,15 @@ class Trainer:
         if self.config.progress and self.dist.is_main:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             tqdm.write(f"step {self.step}: {self.config.eval.dataset}/{self.config.eval.split} {shown}")
+        self.dist.barrier()
         return entry
 
     def evaluate(self) -> dict[str, float]:
         """Evaluate the current student now (needs ``eval.dataset``)."""
         if self.evaluator is None:
             raise ValueError("no evaluation configured: set eval.dataset (and eval.split) in the config.")
-        return self._evaluate()["metrics"]
+        entry = self._evaluate()
+        return entry["metrics"] if entry is not None else {}  # {} on ranks other than 0 under DDP
 
     def _append_metrics(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
@@ -462,7 +491,9 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path | None:
-        """Write a checkpoint of the current step (rank 0 only); returns its folder."""
+        """Write a checkpoint of the current step (rank 0 only); returns its folder. Under DDP every
+        process's RNG state is stored (each draws its own dropout masks), so all must call this."""
+        rng_by_rank = self.dist.gather_objects(capture_rng_state())
         if not self.dist.is_main:
             return None
         state = {
@@ -483,8 +514,10 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "loss": self.loss_fn.state_dict(),
-            "rng": capture_rng_state(),
+            "rng": rng_by_rank[0],
         }
+        if self.dist.enabled:
+            tensors["rng_by_rank"] = rng_by_rank
         return save_checkpoint(
             self.checkpoint_root, self.step, tensors=tensors, state=state, keep_last=self.config.keep_last
         )
@@ -541,7 +574,11 @@ class Trainer:
             if name in modules:
                 modules[name]._last_loss = value
         self.sampler.load_state_dict(state["sampler"])
-        restore_rng_state(ckpt["rng"])
+        by_rank = ckpt.get("rng_by_rank")
+        if self.dist.enabled and by_rank is not None and len(by_rank) == self.dist.world_size:
+            restore_rng_state(by_rank[self.dist.rank])
+        else:  # single process, or a checkpoint of another world size: rank 0's stream for all
+            restore_rng_state(ckpt["rng"])
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.evaluations = list(state["evaluations"])

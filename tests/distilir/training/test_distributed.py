@@ -1,5 +1,6 @@
-"""The distributed hook with two real processes (gloo on CPU): gathered in-batch documents keep the
-gradient of the local part, gradients are averaged, the sampler shards the data."""
+"""The distributed hook with two real processes (gloo on CPU): gathered in-batch documents carry the
+gradient of every process's loss back to the local part, gradients are averaged, the sampler shards
+the data."""
 
 from __future__ import annotations
 
@@ -75,6 +76,8 @@ def test_two_processes_gather_with_local_gradients(tmp_path):
     for r, o in enumerate(outs):
         assert o["rank"] == r and o["world"] == 2 and o["offset"] == 2 * r
         assert o["gathered"] == [[1.0] * 3, [1.0] * 3, [2.0] * 3, [2.0] * 3]
-        assert o["grad"] == weights[2 * r : 2 * r + 2]  # only this process's rows carry gradient
+        # this process's rows get the gradient of both processes' losses (each computed the same
+        # sum here), so that DDP's average is the gradient of the global-batch loss
+        assert o["grad"] == [[2 * w for w in row] for row in weights[2 * r : 2 * r + 2]]
         assert o["avg"] == [0.5, 0.5] and o["mean"] == 0.5
     assert sorted(outs[0]["items"] + outs[1]["items"]) == list(range(10))
