@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 __all__ = ["main"]
@@ -44,8 +44,9 @@ def cmd_data_info(args) -> int:
     rows = []
     for split in ds.splits():
         qrels = ds.qrels(split)
-        rows.append({"split": split, "judged queries": len(qrels),
-                     "judgments": sum(len(v) for v in qrels.values())})
+        rows.append(
+            {"split": split, "judged queries": len(qrels), "judgments": sum(len(v) for v in qrels.values())}
+        )
     counts = info.get("counts", {})
     print(f"documents: {counts.get('documents', '?')}  queries: {counts.get('queries', '?')}")
     if rows:
@@ -56,8 +57,9 @@ def cmd_data_info(args) -> int:
 def _first_stage_config(args):
     from distilir.candidates import FirstStageConfig
 
-    return FirstStageConfig(retriever=args.retriever, model=args.model, k1=args.k1, b=args.b,
-                            factory=args.factory)
+    return FirstStageConfig(
+        retriever=args.retriever, model=args.model, k1=args.k1, b=args.b, factory=args.factory
+    )
 
 
 def cmd_eval(args) -> int:
@@ -75,16 +77,27 @@ def cmd_eval(args) -> int:
         system = Path(args.run).name
     else:
         config = _first_stage_config(args)
-        run = retrieve(ds, args.split, config, k=args.k, drop_self=conv.ignore_identical_ids,
-                       cache_dir=args.cache_dir)
+        run = retrieve(
+            ds, args.split, config, k=args.k, drop_self=conv.ignore_identical_ids, cache_dir=args.cache_dir
+        )
         system = config.retriever + (f" ({config.model})" if config.retriever != "bm25" else "")
     if args.save_run:
         write_run(run, args.save_run, tag=args.tag)
         print(f"run written to {args.save_run}", file=sys.stderr)
-    result = evaluate(run, qrels, measures=measures, ignore_identical_ids=conv.ignore_identical_ids,
-                      relevance_level=conv.relevance_level)
-    row = {"dataset": ds.name, "split": args.split, "system": system, "queries": result.num_queries,
-           **{m: f"{v:.4f}" for m, v in result.aggregate.items()}}
+    result = evaluate(
+        run,
+        qrels,
+        measures=measures,
+        ignore_identical_ids=conv.ignore_identical_ids,
+        relevance_level=conv.relevance_level,
+    )
+    row = {
+        "dataset": ds.name,
+        "split": args.split,
+        "system": system,
+        "queries": result.num_queries,
+        **{m: f"{v:.4f}" for m, v in result.aggregate.items()},
+    }
     print(format_table([row], list(row)))
     if args.per_query:
         Path(args.per_query).write_text(json.dumps(result.per_query, indent=1, sort_keys=True) + "\n")
@@ -103,14 +116,25 @@ def cmd_candidates(args) -> int:
     sampling = None
     if args.sample_size or args.positives != "keep" or args.window:
         window = tuple(args.window) if args.window else (0, args.depth)
-        sampling = SamplingConfig(window=window, positives=args.positives, sample_size=args.sample_size,
-                                  seed=args.seed)
-        lists = sample_candidates(run, sampling, qrels=ds.qrels(args.split) if args.positives != "keep" else None)
+        sampling = SamplingConfig(
+            window=window, positives=args.positives, sample_size=args.sample_size, seed=args.seed
+        )
+        lists = sample_candidates(
+            run, sampling, qrels=ds.qrels(args.split) if args.positives != "keep" else None
+        )
         run = {q: {d: run[q].get(d, 0.0) for d in docs} for q, docs in lists.items()}
-    write_candidates(run, args.out, info={
-        "dataset": ds.describe(), "split": args.split, "retriever": asdict(config),
-        "depth": args.depth, "sampling": sampling.as_dict() if sampling else None, "drop_self": drop_self,
-    })
+    write_candidates(
+        run,
+        args.out,
+        info={
+            "dataset": ds.describe(),
+            "split": args.split,
+            "retriever": asdict(config),
+            "depth": args.depth,
+            "sampling": sampling.as_dict() if sampling else None,
+            "drop_self": drop_self,
+        },
+    )
     print(f"{len(run)} queries, {sum(len(v) for v in run.values())} candidates written to {args.out}")
     return 0
 
@@ -121,32 +145,58 @@ def cmd_teach(args) -> int:
 
     ds = _dataset(args)
     run, info = read_candidates(args.candidates)
-    candidates = {q: [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][: args.depth]
-                  for q, docs in run.items()}
+    candidates = {
+        q: [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][: args.depth]
+        for q, docs in run.items()
+    }
     queries = {qid: q.text for qid, q in ds.queries(None).items()}
     corpus = ds.corpus()
     spec = args.teacher or DEFAULT_OFFLINE_TEACHER
-    source = {"candidates": str(args.candidates), "dataset": ds.name, "split": info.get("split"),
-              "retriever": info.get("retriever"), "depth": args.depth}
+    source = {
+        "candidates": str(args.candidates),
+        "dataset": ds.name,
+        "split": info.get("split"),
+        "retriever": info.get("retriever"),
+        "depth": args.depth,
+    }
     if args.ray:
         from distilir.teachers.ray_scoring import score_with_ray
 
-        stats = score_with_ray(args.out, spec, queries, {d: doc.full_text for d, doc in corpus.items()},
-                               candidates, corpus={d.id: d.full_text for d in corpus.values()},
-                               candidate_source=source, workers=args.ray_workers, address=args.ray_address,
-                               batch_queries=args.batch_queries, progress=True)
-        print(f"teacher ({stats['fingerprint']}) on {stats['workers']} Ray actors: scored {stats['scored']} "
-              f"pairs, {stats['skipped']} already stored; store at {args.out}")
+        stats = score_with_ray(
+            args.out,
+            spec,
+            queries,
+            {d: doc.full_text for d, doc in corpus.items()},
+            candidates,
+            corpus={d.id: d.full_text for d in corpus.values()},
+            candidate_source=source,
+            workers=args.ray_workers,
+            address=args.ray_address,
+            batch_queries=args.batch_queries,
+            progress=True,
+        )
+        print(
+            f"teacher ({stats['fingerprint']}) on {stats['workers']} Ray actors: scored {stats['scored']} "
+            f"pairs, {stats['skipped']} already stored; store at {args.out}"
+        )
         return 0
     teacher = build_teacher(spec, corpus={d.id: d.full_text for d in corpus.values()})
     store = TeacherStore.open(args.out, teacher, candidate_source=source)
     try:
-        stats = store.score(teacher, queries, {d: doc.full_text for d, doc in corpus.items()}, candidates,
-                            batch_queries=args.batch_queries, progress=True)
+        stats = store.score(
+            teacher,
+            queries,
+            {d: doc.full_text for d, doc in corpus.items()},
+            candidates,
+            batch_queries=args.batch_queries,
+            progress=True,
+        )
     finally:
         store.close()
-    print(f"teacher {teacher.name} ({store.fingerprint}): scored {stats['scored']} pairs, "
-          f"{stats['skipped']} already stored; store at {args.out}")
+    print(
+        f"teacher {teacher.name} ({store.fingerprint}): scored {stats['scored']} pairs, "
+        f"{stats['skipped']} already stored; store at {args.out}"
+    )
     return 0
 
 
@@ -158,16 +208,24 @@ def cmd_demo(args) -> int:
 
 def _add_retriever_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retriever", default="bm25", choices=["bm25", "dense", "sparse", "hybrid"])
-    p.add_argument("--model", default=None, help="encoder for dense/sparse/hybrid (hub id, folder or packaged name)")
+    p.add_argument(
+        "--model", default=None, help="encoder for dense/sparse/hybrid (hub id, folder or packaged name)"
+    )
     p.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default 0.9, pyserini BEIR flat)")
     p.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
-    p.add_argument("--factory", default="flat", help="FAISS index for dense: flat|hnsw|ivfpq|sq8 or a factory string")
-    p.add_argument("--cache-dir", default=None, help="where built indexes are cached (default $DISTILIR_CACHE/indexes)")
+    p.add_argument(
+        "--factory", default="flat", help="FAISS index for dense: flat|hnsw|ivfpq|sq8 or a factory string"
+    )
+    p.add_argument(
+        "--cache-dir", default=None, help="where built indexes are cached (default $DISTILIR_CACHE/indexes)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distilir", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=None, help="folder of BEIR collections (default $DISTILIR_DATA_DIR)")
+    parser.add_argument(
+        "--data-dir", default=None, help="folder of BEIR collections (default $DISTILIR_DATA_DIR)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
@@ -203,18 +261,33 @@ def build_parser() -> argparse.ArgumentParser:
     te = sub.add_parser("teach", help="score candidate lists with a teacher into a resumable score store")
     te.add_argument("--dataset", required=True)
     te.add_argument("--candidates", required=True, help="a candidates file from `distilir candidates`")
-    te.add_argument("--teacher", default=None,
-                    help="teacher spec, e.g. 'cross-encoder:PATH', 'bi-encoder:all-mpnet-base-v2', "
-                         "'llm-pointwise:smollm2-135m-instruct?mode=query_likelihood' (default: the offline ensemble)")
+    te.add_argument(
+        "--teacher",
+        default=None,
+        help="teacher spec, e.g. 'cross-encoder:PATH', 'bi-encoder:all-mpnet-base-v2', "
+        "'llm-pointwise:smollm2-135m-instruct?mode=query_likelihood' (default: the offline ensemble)",
+    )
     te.add_argument("--depth", type=int, default=100, help="candidates per query to score (from the top)")
-    te.add_argument("--batch-queries", type=int, default=16, help="queries per shard (a kill loses at most one)")
+    te.add_argument(
+        "--batch-queries", type=int, default=16, help="queries per shard (a kill loses at most one)"
+    )
     te.add_argument("--out", required=True, help="the teacher score store folder (created or resumed)")
-    te.add_argument("--ray", action="store_true",
-                    help="score with a pool of teacher replicas on Ray (pip install 'distilir[ray]')")
-    te.add_argument("--ray-address", default=None,
-                    help="Ray cluster to join (e.g. 'auto' or ray://HOST:10001; default: a local one)")
-    te.add_argument("--ray-workers", type=int, default=None,
-                    help="teacher replicas (default: one per GPU, else one per CPU)")
+    te.add_argument(
+        "--ray",
+        action="store_true",
+        help="score with a pool of teacher replicas on Ray (pip install 'distilir[ray]')",
+    )
+    te.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join (e.g. 'auto' or ray://HOST:10001; default: a local one)",
+    )
+    te.add_argument(
+        "--ray-workers",
+        type=int,
+        default=None,
+        help="teacher replicas (default: one per GPU, else one per CPU)",
+    )
     te.set_defaults(func=cmd_teach)
 
     from distilir.training.cli import add_train_parser

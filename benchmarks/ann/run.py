@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import gzip
 import hashlib
 import json
 import os
@@ -75,6 +74,8 @@ def scifact_embeddings(data_dir: Path, cache: Path, model: str) -> tuple[np.ndar
     """SciFact corpus and all its queries embedded with ``model`` (cached .npy)."""
     from distilir_index.encoders import DenseEncoder
 
+    from distilir.data import load_dataset
+
     folder = data_dir / "scifact"
     corpus_file = folder / "corpus.jsonl.gz"
     encoder = DenseEncoder(model, batch_size=32)
@@ -90,14 +91,11 @@ def scifact_embeddings(data_dir: Path, cache: Path, model: str) -> tuple[np.ndar
     info = {"model": model, "fingerprint": desc["fingerprint"], "cache_key": key}
     if docs_file.is_file() and queries_file.is_file():
         return np.load(docs_file), np.load(queries_file), {**info, "cached": True}
-    with gzip.open(corpus_file, "rt", encoding="utf-8") as f:
-        docs = [json.loads(line) for line in f]
-    with gzip.open(folder / "queries.jsonl.gz", "rt", encoding="utf-8") as f:
-        queries = [json.loads(line)["text"] for line in f]
+    ds = load_dataset(folder)
+    docs = [doc.full_text for doc in ds.corpus().values()]
+    queries = [q.text for q in ds.queries().values()]
     t0 = time.perf_counter()
-    xb = encoder.encode_documents(
-        [f"{d.get('title', '')} {d['text']}".strip() for d in docs], show_progress=True
-    )
+    xb = encoder.encode_documents(docs, show_progress=True)
     encode_s = time.perf_counter() - t0
     xq = encoder.encode_queries(queries, show_progress=True)
     cache.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,9 @@
 
 Pipeline: BM25 (bm25s, k1=0.9, b=0.4, English stopwords + Snowball English stemmer, title+text) over
 the whole corpus -> top ``--depth`` per query -> each teacher rescores those candidates -> nDCG@10,
-RR@10 (ir_measures) of each reranked run, with throughput. The queries are the judged queries of the
-split, or a fixed seeded sample of ``--queries`` of them (``random.Random(seed).sample`` of the sorted
-query ids), so runs are comparable.
+RR@10 (``distilir.evaluation``, ir_measures) of each reranked run, with throughput. The queries are
+the judged queries of the split, or a fixed seeded sample of ``--queries`` of them
+(``random.Random(seed).sample`` of the sorted query ids), so runs are comparable.
 
 Usage (one process at a time on a shared machine)::
 
@@ -19,7 +19,6 @@ with ``--check``, compares against ``conditions.yaml`` and prints OK / FAIL per 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -34,57 +33,8 @@ MODES = ("query_likelihood", "yes_no", "listwise")
 
 
 # --------------------------------------------------------------------------------------------------
-# Data and BM25
+# Runs
 # --------------------------------------------------------------------------------------------------
-
-
-def data_dir(arg: str | None) -> Path:
-    path = Path(arg or os.environ.get("DISTILIR_DATA_DIR") or "")
-    if not arg and not os.environ.get("DISTILIR_DATA_DIR"):
-        sys.exit("set DISTILIR_DATA_DIR (the folder of BEIR-format collections) or pass --data-dir")
-    if not path.is_dir():
-        sys.exit(f"data folder {path} does not exist; pass --data-dir or set DISTILIR_DATA_DIR")
-    return path
-
-
-def read_beir(folder: Path, split: str) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    """corpus {id: "title text"}, queries {id: text} (judged ones only), qrels {qid: {docid: grade}}."""
-    corpus: dict[str, str] = {}
-    with gzip.open(folder / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            corpus[d["_id"]] = f"{d.get('title', '')} {d['text']}".strip() if d.get("title") else d["text"]
-    qrels: dict[str, dict[str, int]] = {}
-    with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
-        next(f)
-        for line in f:
-            qid, did, grade = line.rstrip("\n").split("\t")
-            qrels.setdefault(qid, {})[did] = int(grade)
-    queries: dict[str, str] = {}
-    with gzip.open(folder / "queries.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            if d["_id"] in qrels:
-                queries[d["_id"]] = d["text"]
-    return corpus, queries, qrels
-
-
-def bm25_topk(corpus: dict[str, str], queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
-    """BM25 run {qid: {docid: score}} with bm25s (Lucene variant), k1=0.9, b=0.4."""
-    import bm25s
-    import Stemmer
-
-    stemmer = Stemmer.Stemmer("english")
-    ids = list(corpus)
-    retriever = bm25s.BM25(k1=0.9, b=0.4)
-    retriever.index(bm25s.tokenize([corpus[i] for i in ids], stopwords="en", stemmer=stemmer,
-                                   show_progress=False), show_progress=False)
-    qids = list(queries)
-    q_tokens = bm25s.tokenize([queries[q] for q in qids], stopwords="en", stemmer=stemmer,
-                              show_progress=False)
-    docs, scores = retriever.retrieve(q_tokens, k=k, show_progress=False, n_threads=1)
-    return {q: {ids[int(d)]: float(s) for d, s in zip(docs[i], scores[i], strict=True)}
-            for i, q in enumerate(qids)}
 
 
 def write_trec(run: dict[str, dict[str, float]], path: Path, tag: str) -> None:
@@ -106,12 +56,19 @@ def build(mode: str, lm: Any, args: argparse.Namespace):
     from distilir.teachers.llm_pointwise import LLMPointwiseTeacher
 
     if mode == "listwise":
-        return LLMListwiseTeacher(lm, window=args.window, stride=args.stride, batch_size=1,
-                                  prompt=args.listwise_prompt,
-                                  max_passage_tokens=args.listwise_passage_tokens, progress=True)
+        return LLMListwiseTeacher(
+            lm,
+            window=args.window,
+            stride=args.stride,
+            batch_size=1,
+            prompt=args.listwise_prompt,
+            max_passage_tokens=args.listwise_passage_tokens,
+            progress=True,
+        )
     prompt = args.ql_prompt if mode == "query_likelihood" else args.yes_no_prompt
-    return LLMPointwiseTeacher(lm, mode=mode, prompt=prompt, max_length=args.max_length,
-                               batch_size=args.batch_size, progress=True)
+    return LLMPointwiseTeacher(
+        lm, mode=mode, prompt=prompt, max_length=args.max_length, batch_size=args.batch_size, progress=True
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--modes", default=",".join(MODES))
-    p.add_argument("--queries", type=int, default=0, 
-                   help="seeded sample of this many judged queries (0: all)")
+    p.add_argument(
+        "--queries", type=int, default=0, help="seeded sample of this many judged queries (0: all)"
+    )
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--max-length", type=int, default=128, help="pointwise: tokens per scored sequence")
@@ -134,8 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=20)
     p.add_argument("--stride", type=int, default=10)
     p.add_argument("--listwise-passage-tokens", type=int, default=48)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (0: torch default); 1: two collapse on a shared 2-core machine")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (0: torch default); 1: two collapse on a shared 2-core machine",
+    )
     p.add_argument("--out", default=str(HERE.parent / "out" / "llm_rerank"))
     p.add_argument("--check", action="store_true", help="compare with conditions.yaml; exit 1 on FAIL")
     args = p.parse_args(argv)
@@ -148,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         sys.exit(f"unknown mode(s) {bad}; choose from {MODES}")
 
-    import ir_measures
     import torch
-    from ir_measures import RR, nDCG
 
+    from benchmarks._common import bm25s_run, data_dir
+    from distilir.data import load_dataset
+    from distilir.evaluation import evaluate
     from distilir.teachers.llm_common import load_causal_lm
 
     if args.threads:
@@ -159,21 +122,24 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    corpus, queries, qrels = read_beir(data_dir(args.data_dir) / args.dataset, args.split)
+    ds = load_dataset(data_dir(args.data_dir) / args.dataset)
+    corpus = {doc_id: doc.full_text for doc_id, doc in ds.corpus().items()}
+    queries = {qid: q.text for qid, q in ds.queries(args.split).items()}
+    qrels = ds.qrels(args.split)
     if args.queries and args.queries < len(queries):
         chosen = sorted(random.Random(args.seed).sample(sorted(queries), args.queries))
         queries = {q: queries[q] for q in chosen}
     qrels = {q: qrels[q] for q in queries}
     t0 = time.perf_counter()
-    bm25 = bm25_topk(corpus, queries, args.depth)
+    bm25 = bm25s_run(ds, queries, args.depth)
     bm25_s = time.perf_counter() - t0
-    measures = [nDCG @ 10, RR @ 10]
-    results: dict[str, Any] = {"bm25": {
-        **{str(m): v for m, v in ir_measures.calc_aggregate(measures, qrels, bm25).items()},
-        "seconds": bm25_s}}
+    measures = ("nDCG@10", "RR@10")
+    results: dict[str, Any] = {"bm25": {**evaluate(bm25, qrels, measures).aggregate, "seconds": bm25_s}}
     write_trec(bm25, out / "run.bm25.trec", "bm25")
-    print(f"BM25 top-{args.depth}: nDCG@10={results['bm25']['nDCG@10']:.4f}  ({len(queries)} queries)",
-          flush=True)
+    print(
+        f"BM25 top-{args.depth}: nDCG@10={results['bm25']['nDCG@10']:.4f}  ({len(queries)} queries)",
+        flush=True,
+    )
 
     t0 = time.perf_counter()
     lm = load_causal_lm(args.model) if modes else None
@@ -187,30 +153,52 @@ def main(argv: list[str] | None = None) -> int:
         scores = teacher.score_many([queries[q] for q in qids], [[corpus[d] for d in c] for c in cand])
         secs = time.perf_counter() - t0
         run = {q: dict(zip(c, s, strict=True)) for q, c, s in zip(qids, cand, scores, strict=True)}
-        agg = ir_measures.calc_aggregate(measures, qrels, run)
+        agg = evaluate(run, qrels, measures).aggregate
         pairs = sum(len(c) for c in cand)
-        results[mode] = {**{str(m): v for m, v in agg.items()}, "seconds": secs, "pairs": pairs,
-                         "pairs_per_s": pairs / secs, "fingerprint": teacher.fingerprint}
+        results[mode] = {
+            **agg,
+            "seconds": secs,
+            "pairs": pairs,
+            "pairs_per_s": pairs / secs,
+            "fingerprint": teacher.fingerprint,
+        }
         configs[mode] = teacher.get_config_dict()
         write_trec(run, out / f"run.{mode}.trec", mode)
-        print(f"{mode}: nDCG@10={agg[nDCG @ 10]:.4f} RR@10={agg[RR @ 10]:.4f}  "
-              f"{pairs} pairs in {secs:.0f} s ({pairs / secs:.1f} pairs/s)", flush=True)
+        print(
+            f"{mode}: nDCG@10={agg['nDCG@10']:.4f} RR@10={agg['RR@10']:.4f}  "
+            f"{pairs} pairs in {secs:.0f} s ({pairs / secs:.1f} pairs/s)",
+            flush=True,
+        )
 
     report = {
-        "dataset": args.dataset, "split": args.split, "queries": len(queries),
+        "dataset": args.dataset,
+        "split": args.split,
+        "queries": len(queries),
         "query_sample": {"n": args.queries, "seed": args.seed} if args.queries else None,
-        "depth": args.depth, "model": lm.describe() if lm else None, "model_load_seconds": load_s,
+        "depth": args.depth,
+        "model": lm.describe() if lm else None,
+        "model_load_seconds": load_s,
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "check", "data_dir")},
-        "results": results, "teachers": configs,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "cpus": os.cpu_count()},
+        "results": results,
+        "teachers": configs,
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+        },
     }
     tmp = out / "report.json.partial"
     tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, out / "report.json")
-    lines = [f"# LLM rerank of BM25 top-{args.depth}: {args.dataset} {args.split}, {len(queries)} queries",
-             "", f"model: {args.model} ({lm.describe()['weights'] if lm else 'not loaded'})", "",
-             "| run | nDCG@10 | RR@10 | pairs/s |", "|---|---:|---:|---:|"]
+    lines = [
+        f"# LLM rerank of BM25 top-{args.depth}: {args.dataset} {args.split}, {len(queries)} queries",
+        "",
+        f"model: {args.model} ({lm.describe()['weights'] if lm else 'not loaded'})",
+        "",
+        "| run | nDCG@10 | RR@10 | pairs/s |",
+        "|---|---:|---:|---:|",
+    ]
     for name, r in results.items():
         speed = f"{r['pairs_per_s']:.1f}" if "pairs_per_s" in r else "–"
         lines.append(f"| {name} | {r['nDCG@10']:.4f} | {r['RR@10']:.4f} | {speed} |")

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
-import json
 import os
 import platform
 import socket
@@ -55,21 +53,6 @@ def percentile(values: list[float], q: float) -> float:
     pos = (len(ordered) - 1) * q
     lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def read_queries(folder: Path, split: str) -> list[str]:
-    judged = set()
-    with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
-        next(f)
-        for line in f:
-            judged.add(line.split("\t")[0])
-    out = []
-    with gzip.open(folder / "queries.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if row["_id"] in judged:
-                out.append(row["text"])
-    return out
 
 
 # -- indexes ---------------------------------------------------------------------------------------
@@ -376,8 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     from distilir_index.cli import iter_corpus
     from distilir_index.models import cache_dir
 
+    from distilir.data import load_dataset
+
     docs = list(iter_corpus(folder, limit=args.max_docs))
-    queries = read_queries(folder, cond["split"])
+    queries = [q.text for q in load_dataset(folder).queries(cond["split"]).values()]
     k = int(cond["k"])
     root = args.index_dir or cache_dir() / "bench" / f"service-{cond['dataset']}"
     specs = {n: s for n, s in cond["indexes"].items() if args.only in (None, n)}

@@ -29,7 +29,6 @@ on any FAIL).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -42,44 +41,18 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._common import data_dir
+from distilir.data import load_dataset
+from distilir.evaluation import evaluate
+
 HERE = Path(__file__).resolve().parent
 REPORT = HERE.parent / "reports" / "sparse.md"
+MEASURES = ("nDCG@10", "R@100")
 
 
 # --------------------------------------------------------------------------------------------------
-# Data
+# Run details
 # --------------------------------------------------------------------------------------------------
-def data_dir(arg: str | None) -> Path:
-    value = arg or os.environ.get("DISTILIR_DATA_DIR")
-    if not value:
-        sys.exit("set DISTILIR_DATA_DIR (the folder of BEIR-format collections) or pass --data-dir")
-    path = Path(value)
-    if not path.is_dir():
-        sys.exit(f"data folder {path} does not exist; pass --data-dir or set DISTILIR_DATA_DIR")
-    return path
-
-
-def read_beir(folder: Path, split: str) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    """(corpus {id: title + " " + text}, judged queries {id: text}, qrels) of a BEIR folder."""
-    corpus: dict[str, str] = {}
-    with gzip.open(folder / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            corpus[d["_id"]] = f"{d.get('title') or ''} {d.get('text') or ''}".strip()
-    qrels: dict[str, dict[str, int]] = {}
-    lines = (folder / "qrels" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
-    for line in lines[1:]:
-        q, d, s = line.split("\t")
-        qrels.setdefault(q, {})[d] = int(s)
-    queries: dict[str, str] = {}
-    with gzip.open(folder / "queries.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            q = json.loads(line)
-            if q["_id"] in qrels:
-                queries[q["_id"]] = q["text"]
-    return corpus, queries, qrels
-
-
 def result_time() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -115,14 +88,6 @@ def throughput(search, queries: list[Any], k: int, repeats: int = 3) -> float:
         search(queries, k=k)
         best = min(best, time.perf_counter() - t0)
     return len(queries) / best
-
-
-def evaluate(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
-    import ir_measures
-
-    measures = [ir_measures.nDCG @ 10, ir_measures.R @ 100]
-    agg = ir_measures.calc_aggregate(measures, qrels, run)
-    return {str(m): float(agg[m]) for m in measures}
 
 
 def dir_size(path: Path) -> int:
@@ -215,8 +180,10 @@ def splade_system(args, corpus: dict[str, str], qids: list[str], queries: dict[s
     weights = encoder.to_dicts(q_matrix)
     hits = index.search(weights, k=100)
     out["metrics"] = evaluate(
-        {q: {h.id: h.score for h in hs} for q, hs in zip(qids, hits, strict=True)}, args.qrels
-    )
+        {q: {h.id: h.score for h in hs} for q, hs in zip(qids, hits, strict=True)},
+        args.qrels,
+        MEASURES,
+    ).aggregate
     out["search_only_qps"] = throughput(index.search, weights, k=10)
     out["latency_search_only"] = latency(index.search, weights[: args.latency_queries], k=10)
     out["latency_end_to_end"] = latency(index.search, texts[: args.latency_queries], k=10)
@@ -238,8 +205,10 @@ def bm25_system(args, corpus: dict[str, str], qids: list[str], queries: dict[str
     texts = [queries[q] for q in qids]
     hits = index.search(texts, k=100)
     out["metrics"] = evaluate(
-        {q: {h.id: h.score for h in hs} for q, hs in zip(qids, hits, strict=True)}, args.qrels
-    )
+        {q: {h.id: h.score for h in hs} for q, hs in zip(qids, hits, strict=True)},
+        args.qrels,
+        MEASURES,
+    ).aggregate
     out["qps"] = throughput(index.search, texts, k=10)
     out["latency"] = latency(index.search, texts[: args.latency_queries], k=10)
     out["settings"] = index.get_config_dict()
@@ -388,8 +357,10 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.torch_threads)
     folder = data_dir(args.data_dir) / args.dataset
-    corpus, queries, qrels = read_beir(folder, args.split)
-    args.qrels = qrels
+    ds = load_dataset(folder)
+    corpus = {doc_id: doc.full_text for doc_id, doc in ds.corpus().items()}
+    queries = {qid: q.text for qid, q in ds.queries(args.split).items()}
+    args.qrels = ds.qrels(args.split)
     qids = sorted(queries, key=lambda q: (len(q), q))
     print(f"{args.dataset}/{args.split}: {len(corpus):,} documents, {len(qids)} judged queries")
 

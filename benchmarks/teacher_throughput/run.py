@@ -29,8 +29,6 @@ Writes ``benchmarks/reports/teacher_throughput.md`` (``--report``).
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import platform
 import sys
@@ -42,41 +40,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPORT = HERE.parent / "reports" / "teacher_throughput.md"
-
-
-def read_beir(folder: Path, split: str) -> tuple[dict[str, str], dict[str, str]]:
-    corpus: dict[str, str] = {}
-    with gzip.open(folder / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            corpus[d["_id"]] = f"{d.get('title') or ''} {d.get('text') or ''}".strip()
-    judged = {
-        line.split("\t")[0] for line in (folder / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]
-    }
-    queries: dict[str, str] = {}
-    with gzip.open(folder / "queries.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            q = json.loads(line)
-            if q["_id"] in judged:
-                queries[q["_id"]] = q["text"]
-    return corpus, queries
-
-
-def bm25_top(corpus: dict[str, str], queries: dict[str, str], k: int, *, stem: bool) -> dict[str, list[str]]:
-    import bm25s
-    import Stemmer
-
-    ids = list(corpus)
-    stemmer = Stemmer.Stemmer("english") if stem else None
-    stop = "en" if stem else None
-    retriever = bm25s.BM25(k1=0.9, b=0.4, method="lucene")
-    retriever.index(
-        bm25s.tokenize(list(corpus.values()), stopwords=stop, stemmer=stemmer, show_progress=False),
-        show_progress=False,
-    )
-    q_tok = bm25s.tokenize(list(queries.values()), stopwords=stop, stemmer=stemmer, show_progress=False)
-    docs, _ = retriever.retrieve(q_tok, k=k, show_progress=False, n_threads=1)
-    return {q: [ids[i] for i in row] for q, row in zip(queries, docs, strict=True)}
 
 
 def timed(fn):
@@ -144,14 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     from distilir_index.models import resolve_model
     from sentence_transformers import CrossEncoder
 
+    from benchmarks._common import bm25s_run
+    from distilir.data import load_dataset
     from distilir.teachers.cross_encoder import CrossEncoderTeacher
 
-    corpus, all_queries = read_beir(Path(args.data_dir) / args.dataset, args.split)
+    ds = load_dataset(Path(args.data_dir) / args.dataset)
+    corpus = {doc_id: doc.full_text for doc_id, doc in ds.corpus().items()}
+    all_queries = {qid: q.text for qid, q in ds.queries(args.split).items()}
     queries = dict(list(all_queries.items())[: args.queries])
-    stemmed = bm25_top(corpus, queries, args.depth, stem=True)
+    stemmed = {q: list(hits) for q, hits in bm25s_run(ds, queries, args.depth).items()}
     lists = {"unique": {q: [(queries[q], corpus[d]) for d in stemmed[q]] for q in queries}}
     if "merged" in args.sets:
-        plain = bm25_top(corpus, queries, args.depth // 2, stem=False)
+        plain = {q: list(hits) for q, hits in bm25s_run(ds, queries, args.depth // 2, stem=False).items()}
         half = args.depth // 2
         lists["merged"] = {
             q: [(queries[q], corpus[d]) for d in stemmed[q][:half] + plain[q]] for q in queries
@@ -192,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     rows = [
-        bench_set(name, lists[name], methods, args.chunks)
-        for name in args.sets.split(",")
-        if name in lists
+        bench_set(name, lists[name], methods, args.chunks) for name in args.sets.split(",") if name in lists
     ]
     seconds = time.perf_counter() - t0
     load_after = os.getloadavg()

@@ -100,7 +100,9 @@ def _new_index(config: FirstStageConfig):
     raise AssertionError("hybrid is built from its parts")  # pragma: no cover
 
 
-def build_index(dataset, config: FirstStageConfig, cache_dir: str | Path | None = None, refresh: bool = False):
+def build_index(
+    dataset, config: FirstStageConfig, cache_dir: str | Path | None = None, refresh: bool = False
+):
     """Return a searchable index over ``dataset``'s corpus, loading it from the cache when the corpus
     fingerprint matches, else building and saving it there."""
     from distilir_index import load_index, read_manifest
@@ -110,8 +112,9 @@ def build_index(dataset, config: FirstStageConfig, cache_dir: str | Path | None 
         from distilir_index.hybrid import HybridIndex
 
         bm25 = build_index(dataset, FirstStageConfig("bm25", k1=config.k1, b=config.b), cache_dir, refresh)
-        dense = build_index(dataset, FirstStageConfig("dense", model=config.model, factory=config.factory),
-                            cache_dir, refresh)
+        dense = build_index(
+            dataset, FirstStageConfig("dense", model=config.model, factory=config.factory), cache_dir, refresh
+        )
         return HybridIndex(bm25, dense, method="rrf", rrf_k=config.rrf_k)
 
     fingerprint, count = _corpus_fingerprint(dataset)
@@ -127,15 +130,21 @@ def build_index(dataset, config: FirstStageConfig, cache_dir: str | Path | None 
     return index
 
 
-def iter_search(index, queries: Mapping[str, str], k: int, batch_size: int = 256,
-                drop_self: bool = False, desc: str = "searching") -> Iterator[tuple[str, dict[str, float]]]:
+def iter_search(
+    index,
+    queries: Mapping[str, str],
+    k: int,
+    batch_size: int = 256,
+    drop_self: bool = False,
+    desc: str = "searching",
+) -> Iterator[tuple[str, dict[str, float]]]:
     """Search queries in batches and yield ``(qid, {docid: score})``; memory is bounded by one batch.
 
     ``drop_self`` removes a hit whose doc id equals the query id (and fetches one more to keep k)."""
     qids = list(queries)
     bar = tqdm(total=len(qids), desc=desc, unit="q", mininterval=2)
     for start in range(0, len(qids), batch_size):
-        chunk = qids[start:start + batch_size]
+        chunk = qids[start : start + batch_size]
         results = index.search([queries[q] for q in chunk], k=k + (1 if drop_self else 0))
         for qid, hits in zip(chunk, results, strict=True):
             ranked = {h.id: float(h.score) for h in hits if not (drop_self and h.id == qid)}
@@ -146,9 +155,15 @@ def iter_search(index, queries: Mapping[str, str], k: int, batch_size: int = 256
     bar.close()
 
 
-def retrieve(dataset, split: str | None, config: FirstStageConfig, k: int = 1000,
-             queries: Iterable[str] | None = None, drop_self: bool = False,
-             cache_dir: str | Path | None = None) -> Run:
+def retrieve(
+    dataset,
+    split: str | None,
+    config: FirstStageConfig,
+    k: int = 1000,
+    queries: Iterable[str] | None = None,
+    drop_self: bool = False,
+    cache_dir: str | Path | None = None,
+) -> Run:
     """Run first-stage retrieval for the queries of ``split`` (or the given query ids)."""
     all_queries = dataset.queries(split)
     if queries is not None:
@@ -159,5 +174,13 @@ def retrieve(dataset, split: str | None, config: FirstStageConfig, k: int = 1000
         all_queries = {q: all_queries[q] for q in wanted}
     texts = {qid: q.text for qid, q in all_queries.items()}
     index = build_index(dataset, config, cache_dir=cache_dir)
-    return dict(iter_search(index, texts, k=k, batch_size=config.batch_size, drop_self=drop_self,
-                            desc=f"{config.retriever} search"))
+    return dict(
+        iter_search(
+            index,
+            texts,
+            k=k,
+            batch_size=config.batch_size,
+            drop_self=drop_self,
+            desc=f"{config.retriever} search",
+        )
+    )

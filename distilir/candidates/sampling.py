@@ -18,13 +18,13 @@ __all__ = ["SamplingConfig", "sample_candidates"]
 @dataclass(frozen=True)
 class SamplingConfig:
     """Args:
-        window: ranks ``[start, end)`` (0-based) of the run from which negatives are drawn; hard
-            negatives come from the top, e.g. ``(0, 100)``; ``(30, 100)`` skips likely false negatives.
-        positives: "include" (judged positives first, then negatives), "exclude" (drop judged
-            positives: teacher-only distillation), or "keep" (leave the list as retrieved).
-        sample_size: negatives per query (None: every candidate in the window).
-        seed: random seed for the draw; the same seed and run give the same lists.
-        min_relevance: a qrels grade at or above which a document counts as positive.
+    window: ranks ``[start, end)`` (0-based) of the run from which negatives are drawn; hard
+        negatives come from the top, e.g. ``(0, 100)``; ``(30, 100)`` skips likely false negatives.
+    positives: "include" (judged positives first, then negatives), "exclude" (drop judged
+        positives: teacher-only distillation), or "keep" (leave the list as retrieved).
+    sample_size: negatives per query (None: every candidate in the window).
+    seed: random seed for the draw; the same seed and run give the same lists.
+    min_relevance: a qrels grade at or above which a document counts as positive.
     """
 
     window: tuple[int, int] = (0, 100)
@@ -46,8 +46,9 @@ class SamplingConfig:
         return asdict(self)
 
 
-def sample_candidates(run: Run, config: SamplingConfig = SamplingConfig(),
-                      qrels: Qrels | None = None) -> dict[str, list[str]]:
+def sample_candidates(
+    run: Run, config: SamplingConfig = SamplingConfig(), qrels: Qrels | None = None
+) -> dict[str, list[str]]:
     """Per query, the list of doc ids to score: positives (if "include") then sampled negatives in
     rank order. Queries without positives are kept for "keep"/"exclude" and dropped for "include"."""
     if config.positives != "keep" and qrels is None:
@@ -57,7 +58,7 @@ def sample_candidates(run: Run, config: SamplingConfig = SamplingConfig(),
         ranked = [d for d, _ in sorted(run[qid].items(), key=lambda x: (-x[1], x[0]))]
         judged: Mapping[str, int] = (qrels or {}).get(qid, {})
         positives = [d for d, g in sorted(judged.items()) if g >= config.min_relevance]
-        pool = ranked[config.window[0]:config.window[1]]
+        pool = ranked[config.window[0] : config.window[1]]
         if config.positives != "keep":
             pool = [d for d in pool if d not in set(positives)]
         if config.sample_size is not None and len(pool) > config.sample_size:

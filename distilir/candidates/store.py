@@ -18,7 +18,9 @@ def manifest_path(path: str | os.PathLike[str]) -> Path:
     return Path(str(path) + ".manifest.json")
 
 
-def write_candidates(run: Run, path: str | os.PathLike[str], info: dict[str, Any], tag: str = "distilir") -> Path:
+def write_candidates(
+    run: Run, path: str | os.PathLike[str], info: dict[str, Any], tag: str = "distilir"
+) -> Path:
     """Write ``run`` as a TREC run file and its manifest, each atomically (run first, manifest last)."""
     from distilir import __version__
     from distilir.data.trec import write_run

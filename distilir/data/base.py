@@ -27,7 +27,15 @@ from tqdm.auto import tqdm
 
 from distilir.types import Document, Qrels, Query
 
-__all__ = ["BaseDataset", "Dataset", "DatasetError", "DatasetUnavailable", "DatasetWarning", "ValidationIssue", "ValidationReport"]
+__all__ = [
+    "BaseDataset",
+    "Dataset",
+    "DatasetError",
+    "DatasetUnavailable",
+    "DatasetWarning",
+    "ValidationIssue",
+    "ValidationReport",
+]
 
 _EXAMPLES = 5
 

@@ -26,13 +26,13 @@ __all__ = [
 
 #: What a teacher's numbers mean; recorded in the store manifest.
 SCORE_TYPES = (
-    "logit",            # raw log-odds of relevance (cross-encoders, LLM yes/no), not a probability
-    "probability",      # in [0, 1]
-    "log_likelihood",   # mean log P(query | passage) under an LLM, <= 0
-    "listwise_logit",   # logit of a document's identifier as the first generated token of a listwise ranking
-    "similarity",       # inner product / cosine of bi-encoder or SPLADE vectors
-    "bm25",             # BM25 score
-    "normalized",       # an ensemble's weighted sum of per-query normalised scores
+    "logit",  # raw log-odds of relevance (cross-encoders, LLM yes/no), not a probability
+    "probability",  # in [0, 1]
+    "log_likelihood",  # mean log P(query | passage) under an LLM, <= 0
+    "listwise_logit",  # logit of a document's identifier as the first generated token of a listwise ranking
+    "similarity",  # inner product / cosine of bi-encoder or SPLADE vectors
+    "bm25",  # BM25 score
+    "normalized",  # an ensemble's weighted sum of per-query normalised scores
 )
 
 
@@ -65,7 +65,9 @@ class BaseTeacher:
 
     def score_many(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[list[float]]:
         if len(queries) != len(docs):
-            raise TeacherError(f"got {len(queries)} queries but {len(docs)} document lists; one list per query")
+            raise TeacherError(
+                f"got {len(queries)} queries but {len(docs)} document lists; one list per query"
+            )
         return [self.score(q, d) for q, d in zip(queries, docs, strict=True)]
 
     def get_config_dict(self) -> dict[str, Any]:  # pragma: no cover - abstract

@@ -186,7 +186,9 @@ class EmbeddingTeacherMixin:
             if self.cache_dir is not None:
                 directory = Path(self.cache_dir) / self.fingerprint  # type: ignore[attr-defined]
             self._doc_cache = EmbeddingCache(
-                directory, kind=self.cache_kind, identity=self.get_config_dict()  # type: ignore[attr-defined]
+                directory,
+                kind=self.cache_kind,
+                identity=self.get_config_dict(),  # type: ignore[attr-defined]
             )
         return self._doc_cache
 

@@ -161,12 +161,12 @@ class LoadedCausalLM:
 
     model: Any
     tokenizer: Any
-    source: str                      # what the caller named
-    format: str                      # "gguf" | "folder" | "hub"
-    weights: str | None              # "sha256:..." of the GGUF file / model folder; hub: "revision:<sha>"
+    source: str  # what the caller named
+    format: str  # "gguf" | "folder" | "hub"
+    weights: str | None  # "sha256:..." of the GGUF file / model folder; hub: "revision:<sha>"
     dtype: str
-    cached_copy: str | None = None   # the dequantised folder a GGUF model was loaded from
-    name: str | None = None          # hub id, or the base name of the GGUF file / folder
+    cached_copy: str | None = None  # the dequantised folder a GGUF model was loaded from
+    name: str | None = None  # hub id, or the base name of the GGUF file / folder
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[Any]:
@@ -354,8 +354,16 @@ def load_causal_lm(
         commit = getattr(model.config, "_commit_hash", None) or revision
         fmt, weights, copy, name = "hub", (f"revision:{commit}" if commit else None), None, resolved
     model.eval()
-    return LoadedCausalLM(model=model, tokenizer=tokenizer, source=source, format=fmt, weights=weights,
-                          dtype=dtype, cached_copy=copy, name=name)
+    return LoadedCausalLM(
+        model=model,
+        tokenizer=tokenizer,
+        source=source,
+        format=fmt,
+        weights=weights,
+        dtype=dtype,
+        cached_copy=copy,
+        name=name,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -445,8 +453,9 @@ def _from_mapping(data: Mapping[str, Any], default_name: str) -> PromptTemplate:
     kind = data.pop("kind", None)
     labels = data.pop("labels", None)
     description = str(data.pop("description", ""))
-    return PromptTemplate(name=name, kind=kind, fields={k: v for k, v in data.items()}, labels=labels,
-                          description=description)
+    return PromptTemplate(
+        name=name, kind=kind, fields={k: v for k, v in data.items()}, labels=labels, description=description
+    )
 
 
 def load_prompt(
@@ -499,8 +508,11 @@ def _inline(text: str, kind: str) -> PromptTemplate:
             )
         head = text.rstrip()[: -len("{query}")]
         stripped = head.rstrip(" ")
-        return PromptTemplate(name="inline", kind=kind,
-                              fields={"prompt": stripped, "continuation": head[len(stripped):] + "{query}"})
+        return PromptTemplate(
+            name="inline",
+            kind=kind,
+            fields={"prompt": stripped, "continuation": head[len(stripped) :] + "{query}"},
+        )
     if kind == "yes_no":
         return PromptTemplate(name="inline", kind=kind, fields={"prompt": text, "yes": " yes", "no": " no"})
     raise TeacherError(
@@ -600,17 +612,18 @@ class LocalCausalLM:
         ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for i, s in enumerate(seqs):
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         kwargs = {"logits_to_keep": keep} if self._keep_arg else {}
         with torch.inference_mode():
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
-                             **kwargs)
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, **kwargs
+            )
         return out.logits[:, -keep:, :].float()
 
     def _batches(self, order: Sequence[int], desc: str):
-        chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         show = self.progress if self.progress is not None else len(chunks) > 4
         if show:
             from tqdm.auto import tqdm
@@ -642,7 +655,7 @@ class LocalCausalLM:
                 c = len(tails[i])
                 # logits at position p predict token p+1: the continuation's tokens are predicted
                 # from the c positions before the last one.
-                preds = logp[row, keep - c - 1: keep - 1, :]
+                preds = logp[row, keep - c - 1 : keep - 1, :]
                 target = torch.tensor(tails[i], dtype=torch.long)
                 out[i] = preds.gather(-1, target[:, None])[:, 0].numpy().astype(np.float64)
         return out
@@ -679,9 +692,14 @@ def as_backend(
         m, tok = model
         name = getattr(m, "name_or_path", type(m).__name__)
         # No file describes an object handed in: its identity is the hash of its state dict.
-        lm = LoadedCausalLM(model=m.eval(), tokenizer=tok, source=str(name), format="object",
-                            weights=state_dict_fingerprint(m),
-                            dtype=str(getattr(m, "dtype", "")).removeprefix("torch."))
+        lm = LoadedCausalLM(
+            model=m.eval(),
+            tokenizer=tok,
+            source=str(name),
+            format="object",
+            weights=state_dict_fingerprint(m),
+            dtype=str(getattr(m, "dtype", "")).removeprefix("torch."),
+        )
         return LocalCausalLM(lm, batch_size=batch_size, progress=progress)
     if isinstance(model, str | os.PathLike):
         return LocalCausalLM(load_causal_lm(model, dtype=dtype), batch_size=batch_size, progress=progress)

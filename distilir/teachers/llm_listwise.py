@@ -113,9 +113,13 @@ class LLMListwiseTeacher(BaseTeacher):
         dtype: str = "float32",
         progress: bool | None = None,
     ) -> None:
-        for arg, value, low in (("window", window, 2), ("stride", stride, 1), ("max_passage_tokens",
-                                max_passage_tokens, 1), ("max_query_tokens", max_query_tokens, 1),
-                                ("batch_size", batch_size, 1)):
+        for arg, value, low in (
+            ("window", window, 2),
+            ("stride", stride, 1),
+            ("max_passage_tokens", max_passage_tokens, 1),
+            ("max_query_tokens", max_query_tokens, 1),
+            ("batch_size", batch_size, 1),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise TeacherError(f"{arg} must be an int >= {low}, got {value!r}")
         window_starts(window + 1, window, stride)  # validates 0 < stride < window
@@ -167,24 +171,26 @@ class LLMListwiseTeacher(BaseTeacher):
                 raise TeacherError(f"query {qi} is empty or not a string: {q!r}")
             if isinstance(ds, str):
                 raise TeacherError(f"documents of query {qi} must be a list of strings, got one string")
-            states.append({
-                "query": b.truncate(q, self.max_query_tokens),
-                "docs": [b.truncate(str(d), self.max_passage_tokens) for d in ds],
-                "order": list(range(len(ds))),
-                "starts": window_starts(len(ds), self.window, self.stride) if ds else [],
-                "score": {},
-                "trace": ListwiseTrace(scores=[]),
-            })
+            states.append(
+                {
+                    "query": b.truncate(q, self.max_query_tokens),
+                    "docs": [b.truncate(str(d), self.max_passage_tokens) for d in ds],
+                    "order": list(range(len(ds))),
+                    "starts": window_starts(len(ds), self.window, self.stride) if ds else [],
+                    "score": {},
+                    "trace": ListwiseTrace(scores=[]),
+                }
+            )
         steps = max((len(s["starts"]) for s in states), default=0)
         for step in range(steps):
             active = [s for s in states if step < len(s["starts"])]
             prompts, cands, members = [], [], []
             for s in active:
                 start = s["starts"][step]
-                ids = s["order"][start:start + self.window]
+                ids = s["order"][start : start + self.window]
                 members.append(ids)
                 prompts.append(self.build_prompt(s["query"], [s["docs"][i] for i in ids]))
-                cands.append(self.labels[:len(ids)])
+                cands.append(self.labels[: len(ids)])
             raw = b.next_token_scores(prompts, cands)
             for s, ids, logits in zip(active, members, raw, strict=True):
                 self._apply_window(s, s["starts"][step], ids, np.asarray(logits, dtype=np.float64))
@@ -207,7 +213,7 @@ class LLMListwiseTeacher(BaseTeacher):
         for k, i in enumerate(ids):
             score[i] = float(logits[k] + offset)
         # Reorder the window's positions by the new scores (stable: ties keep the current order).
-        state["order"][start:start + len(ids)] = sorted(ids, key=lambda i: -score[i])
+        state["order"][start : start + len(ids)] = sorted(ids, key=lambda i: -score[i])
         state["trace"].windows.append((start, list(ids), [float(x) for x in logits], offset))
 
     def get_config_dict(self) -> dict[str, Any]:

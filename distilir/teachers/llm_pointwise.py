@@ -82,8 +82,11 @@ class LLMPointwiseTeacher(BaseTeacher):
     ) -> None:
         if mode not in _MODES:
             raise TeacherError(f"mode must be one of {sorted(_MODES)}, got {mode!r}")
-        for arg, value, low in (("max_length", max_length, 16), ("max_query_tokens", max_query_tokens, 1),
-                                ("batch_size", batch_size, 1)):
+        for arg, value, low in (
+            ("max_length", max_length, 16),
+            ("max_query_tokens", max_query_tokens, 1),
+            ("batch_size", batch_size, 1),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise TeacherError(f"{arg} must be an int >= {low}, got {value!r}")
         self.mode = mode
@@ -152,7 +155,7 @@ class LLMPointwiseTeacher(BaseTeacher):
             flat = [float(s[0] - s[1]) for s in scores]
         out, i = [], 0
         for ds in docs:
-            out.append(flat[i:i + len(ds)])
+            out.append(flat[i : i + len(ds)])
             i += len(ds)
         return out
 

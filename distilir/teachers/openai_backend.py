@@ -87,8 +87,11 @@ class OpenAIBackend:
             raise OpenAIBackendError(f"model must be the non-empty name the server serves, got {model!r}")
         if not timeout or timeout <= 0:
             raise OpenAIBackendError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        for arg, value, low in (("max_retries", max_retries, 0), ("batch_size", batch_size, 1),
-                                ("top_logprobs", top_logprobs, 0)):
+        for arg, value, low in (
+            ("max_retries", max_retries, 0),
+            ("batch_size", batch_size, 1),
+            ("top_logprobs", top_logprobs, 0),
+        ):
             if not isinstance(value, int) or value < low:
                 raise OpenAIBackendError(f"{arg} must be an int >= {low}, got {value!r}")
         root = base_url.rstrip("/")
@@ -165,7 +168,7 @@ class OpenAIBackend:
         """``choices[i]["logprobs"]`` for each prompt, in prompt order (batched requests)."""
         out: list[dict[str, Any]] = []
         for i in range(0, len(prompts), self.batch_size):
-            chunk = list(prompts[i:i + self.batch_size])
+            chunk = list(prompts[i : i + self.batch_size])
             data = self._post({"prompt": chunk, "temperature": 0.0, **params})
             choices = data.get("choices") if isinstance(data, dict) else None
             if not isinstance(choices, list) or len(choices) != len(chunk):
@@ -228,8 +231,9 @@ class OpenAIBackend:
         # Candidates outside the top list: score them exactly, log P(candidate | prompt) by echo.
         missing = [(i, k) for i, s in enumerate(scores) for k in range(len(s)) if np.isnan(s[k])]
         if missing:
-            extra = self.continuation_logprobs([prompts[i] for i, _ in missing],
-                                               [candidates[i][k] for i, k in missing])
+            extra = self.continuation_logprobs(
+                [prompts[i] for i, _ in missing], [candidates[i][k] for i, k in missing]
+            )
             for (i, k), lp in zip(missing, extra, strict=True):
                 scores[i][k] = float(np.sum(lp))
         return scores

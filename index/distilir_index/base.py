@@ -199,8 +199,14 @@ class ArtifactDir:
         self._files[role] = final.name
         return final
 
-    def commit(self, *, settings: Mapping[str, Any], corpus: Mapping[str, Any],
-               encoder: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> dict:
+    def commit(
+        self,
+        *,
+        settings: Mapping[str, Any],
+        corpus: Mapping[str, Any],
+        encoder: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict:
         manifest = {
             "format": FORMAT,
             "kind": self.kind,

@@ -69,8 +69,9 @@ class DenseEncoder:
 
     @property
     def dimension(self) -> int:
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or getattr(
-            self.model, "get_sentence_embedding_dimension"
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
         )
         return int(get_dim())
 
@@ -154,6 +155,7 @@ def check_encoder_compatible(index_encoder: Mapping[str, Any], query_encoder: Ma
     if diffs:
         raise EncoderMismatch(
             f"the query encoder {query_encoder.get('name')!r} does not match the encoder the index was "
-            f"built with ({index_encoder.get('name')!r}): " + "; ".join(diffs)
+            f"built with ({index_encoder.get('name')!r}): "
+            + "; ".join(diffs)
             + ". Load the index without naming a model to use its own encoder, or rebuild the index."
         )

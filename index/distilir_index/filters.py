@@ -58,7 +58,9 @@ def _condition(field: str, cond: Any) -> Callable[[Mapping[str, Any]], bool]:
                 f"{sorted([*_OPS, '$exists'])}, e.g. {{{field!r}: {{'$gte': 2020}}}}"
             )
         if op in ("$in", "$nin") and not isinstance(operand, (list, tuple, set, frozenset)):
-            raise FilterError(f"{op} on field {field!r} needs a list, got {type(operand).__name__}: {operand!r}")
+            raise FilterError(
+                f"{op} on field {field!r} needs a list, got {type(operand).__name__}: {operand!r}"
+            )
         fn = _OPS[op]
 
         def check(m: Mapping[str, Any], fn=fn, operand=operand) -> bool:
@@ -103,9 +105,7 @@ def allowed_positions(
             raise ValueError("id_to_position is needed to filter by ids")
         if isinstance(ids, str):
             raise FilterError("ids must be a list of document ids, got a single string; wrap it in a list")
-        candidates = np.fromiter(
-            (id_to_position[i] for i in ids if i in id_to_position), dtype=np.int64
-        )
+        candidates = np.fromiter((id_to_position[i] for i in ids if i in id_to_position), dtype=np.int64)
         candidates = np.unique(candidates)
     else:
         candidates = np.arange(len(metadata), dtype=np.int64)

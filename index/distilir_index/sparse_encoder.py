@@ -87,8 +87,10 @@ class SparseEncoder:
                 f"max_active_dims must be a positive number of terms to keep, or None to keep all; "
                 f"got {max_active_dims!r}"
             )
-        if isinstance(min_weight, bool) or not isinstance(min_weight, (int, float)) or not (
-            np.isfinite(min_weight) and min_weight >= 0
+        if (
+            isinstance(min_weight, bool)
+            or not isinstance(min_weight, (int, float))
+            or not (np.isfinite(min_weight) and min_weight >= 0)
         ):
             raise ValueError(f"min_weight must be a finite number >= 0, got {min_weight!r}")
         if isinstance(batch_size, bool) or int(batch_size) <= 0:

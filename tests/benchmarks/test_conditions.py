@@ -43,8 +43,11 @@ def test_a_collection_that_is_not_here_is_reported_not_failed(monkeypatch, capsy
     for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
     ids = {c.id for c in load_conditions()}
-    assert {"msmarco-passage/dev/small/bm25", "msmarco-passage/trec-dl-2019/judged/bm25",
-            "msmarco-passage/trec-dl-2020/judged/bm25"} <= ids
+    assert {
+        "msmarco-passage/dev/small/bm25",
+        "msmarco-passage/trec-dl-2019/judged/bm25",
+        "msmarco-passage/trec-dl-2020/judged/bm25",
+    } <= ids
 
     code = main(["--dataset", "msmarco-passage/trec-dl-2020/judged", "--data-dir", str(data_dir)])
     out = capsys.readouterr().out

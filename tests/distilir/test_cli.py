@@ -31,8 +31,22 @@ def test_data_info_unknown_dataset_is_a_clear_error(env, capsys):
 
 def test_eval_bm25_saves_a_run_that_evaluates_identically(env, capsys, data_dir):
     run_file = env / "bm25.trec"
-    assert main(["eval", "--dataset", "time", "--retriever", "bm25", "--save-run", str(run_file),
-                 "--per-query", str(env / "pq.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--dataset",
+                "time",
+                "--retriever",
+                "bm25",
+                "--save-run",
+                str(run_file),
+                "--per-query",
+                str(env / "pq.json"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     ndcg_printed = float(printed.split("\n")[2].split()[4])
     ds = load_dataset("time", data_dir=data_dir)
@@ -46,19 +60,63 @@ def test_eval_bm25_saves_a_run_that_evaluates_identically(env, capsys, data_dir)
 
 def test_candidates_then_teach_builds_a_store_with_provenance(env, capsys):
     cands = env / "cands.trec"
-    assert main(["candidates", "--dataset", "time", "--split", "test", "--retriever", "bm25",
-                 "--depth", "5", "--out", str(cands)]) == 0
+    assert (
+        main(
+            [
+                "candidates",
+                "--dataset",
+                "time",
+                "--split",
+                "test",
+                "--retriever",
+                "bm25",
+                "--depth",
+                "5",
+                "--out",
+                str(cands),
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((env / "cands.trec.manifest.json").read_text())
     assert manifest["depth"] == 5 and manifest["retriever"]["retriever"] == "bm25"
     run = read_run(cands)
     assert all(len(v) == 5 for v in run.values()) and len(run) == 82
     store = env / "store"
-    assert main(["teach", "--dataset", "time", "--candidates", str(cands), "--teacher", "bm25",
-                 "--out", str(store)]) == 0
+    assert (
+        main(
+            [
+                "teach",
+                "--dataset",
+                "time",
+                "--candidates",
+                str(cands),
+                "--teacher",
+                "bm25",
+                "--out",
+                str(store),
+            ]
+        )
+        == 0
+    )
     assert "scored 410 pairs" in capsys.readouterr().out
     # a second run resumes and scores nothing
-    assert main(["teach", "--dataset", "time", "--candidates", str(cands), "--teacher", "bm25",
-                 "--out", str(store)]) == 0
+    assert (
+        main(
+            [
+                "teach",
+                "--dataset",
+                "time",
+                "--candidates",
+                str(cands),
+                "--teacher",
+                "bm25",
+                "--out",
+                str(store),
+            ]
+        )
+        == 0
+    )
     assert "scored 0 pairs, 410 already stored" in capsys.readouterr().out
     info = json.loads((store / "manifest.json").read_text())
     assert info["candidates"][0]["candidates"] == str(cands) and info["candidates"][0]["depth"] == 100

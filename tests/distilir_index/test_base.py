@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from distilir_index.base import FORMAT, ArtifactDir, CorpusFingerprint, ManifestError, read_manifest
 
 

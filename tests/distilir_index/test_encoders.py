@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from distilir_index.encoders import DenseEncoder, EncoderMismatch, check_encoder_compatible
 from distilir_index.models import fingerprint_folder, resolve_model
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from distilir_index.filters import FilterError, allowed_positions, compile_filter
 
 META = [{"year": 2019, "lang": "en"}, {"year": 2021, "lang": "de"}, {}, {"year": 2022, "lang": "en"}]

@@ -76,7 +76,7 @@ def _make_app(lm: LoadedCausalLM, calls: dict[str, int]):
         if req.echo:
             for j, i in enumerate(ids):
                 end = offsets[j + 1] if j + 1 < len(ids) else len(text)
-                tokens.append(text[offsets[j]:end])
+                tokens.append(text[offsets[j] : end])
                 text_offset.append(offsets[j])
                 token_lps.append(None if j == 0 else logp[j - 1, i].item())
                 tops.append(None if j == 0 else _top(logp[j - 1], k))
@@ -88,9 +88,16 @@ def _make_app(lm: LoadedCausalLM, calls: dict[str, int]):
             text_offset.append(len(text))
             token_lps.append(logp[-1, nxt].item())
             tops.append(_top(logp[-1], k))
-        return {"text": (text if req.echo else "") + generated, "finish_reason": "length",
-                "logprobs": {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": tops,
-                             "text_offset": text_offset}}
+        return {
+            "text": (text if req.echo else "") + generated,
+            "finish_reason": "length",
+            "logprobs": {
+                "tokens": tokens,
+                "token_logprobs": token_lps,
+                "top_logprobs": tops,
+                "text_offset": text_offset,
+            },
+        }
 
     def _top(row: torch.Tensor, k: int) -> dict[str, float]:
         if k <= 0:
@@ -170,7 +177,10 @@ def test_query_likelihood_over_http_equals_the_local_model(server, smollm2):
     np.testing.assert_allclose(remote, local, atol=1e-4)
     assert remote[0] > remote[1]
     assert remote_teacher.get_config_dict()["model"] == {
-        "backend": "openai-completions", "base_url": url, "model": MODEL_NAME}
+        "backend": "openai-completions",
+        "base_url": url,
+        "model": MODEL_NAME,
+    }
 
 
 @pytest.mark.parametrize("top_logprobs", [20, 0])

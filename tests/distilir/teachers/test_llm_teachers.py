@@ -33,8 +33,10 @@ from distilir.teachers.llm_pointwise import LLMPointwiseTeacher
 ALIAS = "smollm2-135m-instruct"
 
 TIDES = "What causes ocean tides?"
-TIDES_ANSWER = ("Ocean tides are caused by the gravitational pull of the Moon and the Sun on the Earth's "
-                "oceans, which raises the water level twice a day.")
+TIDES_ANSWER = (
+    "Ocean tides are caused by the gravitational pull of the Moon and the Sun on the Earth's "
+    "oceans, which raises the water level twice a day."
+)
 BREAD = "Knead the dough for ten minutes, let it rise for an hour, then bake the bread at 220 degrees."
 INSULIN = "Which organ produces insulin?"
 INSULIN_ANSWER = "Insulin is a hormone produced by the beta cells of the pancreas; it lowers blood sugar."
@@ -178,7 +180,8 @@ def test_query_likelihood_equals_a_direct_forward_pass(smollm2):
     tpl = teacher.template.fields
     for passage, got in zip([TIDES_ANSWER, BREAD], scores, strict=True):
         expected = _ref_continuation_logprobs(
-            smollm2, render(tpl["prompt"], passage=passage), render(tpl["continuation"], query=TIDES)).mean()
+            smollm2, render(tpl["prompt"], passage=passage), render(tpl["continuation"], query=TIDES)
+        ).mean()
         assert got == pytest.approx(expected, abs=1e-4)
         assert got < 0
 
@@ -240,8 +243,11 @@ def test_pointwise_input_validation(smollm2):
     with pytest.raises(TeacherError, match="mode must be one of"):
         LLMPointwiseTeacher(smollm2, mode="pairwise")
     with pytest.raises(TeacherError, match="exactly one token"):
-        LLMPointwiseTeacher(smollm2, mode="yes_no",
-                            prompt={"prompt": "{query} {passage}", "yes": " absolutely yes", "no": " no"})
+        LLMPointwiseTeacher(
+            smollm2,
+            mode="yes_no",
+            prompt={"prompt": "{query} {passage}", "yes": " absolutely yes", "no": " no"},
+        )
     teacher = LLMPointwiseTeacher(smollm2)
     with pytest.raises(TeacherError, match="one document list per query"):
         teacher.score_many(["a", "b"], [["x"]])
@@ -296,17 +302,20 @@ def test_listwise_sliding_windows_follow_the_design(listwise7):
     order = list(range(7))
     scores: dict[int, float] = {}
     for start, ids, logits, offset in trace.windows:
-        assert ids == order[start:start + 3]
+        assert ids == order[start : start + 3]
         carried = [k for k, i in enumerate(ids) if i in scores]
-        expected_offset = (np.mean([scores[ids[k]] for k in carried]) - np.mean([logits[k] for k in carried])
-                           if carried else 0.0)
+        expected_offset = (
+            np.mean([scores[ids[k]] for k in carried]) - np.mean([logits[k] for k in carried])
+            if carried
+            else 0.0
+        )
         assert offset == pytest.approx(expected_offset, abs=1e-9)
         if carried:  # carried documents keep their mean score
             new_mean = np.mean([logits[k] + offset for k in carried])
             assert new_mean == pytest.approx(np.mean([scores[ids[k]] for k in carried]), abs=1e-9)
         for k, i in enumerate(ids):
             scores[i] = logits[k] + offset
-        order[start:start + 3] = sorted(ids, key=lambda i: -scores[i])
+        order[start : start + 3] = sorted(ids, key=lambda i: -scores[i])
     assert len(trace.windows) == 3 and sorted(set().union(*(w[1] for w in trace.windows))) == list(range(7))
     top_offset = trace.windows[-1][3]
     np.testing.assert_allclose(trace.scores, [scores[i] - top_offset for i in range(7)], atol=1e-9)
