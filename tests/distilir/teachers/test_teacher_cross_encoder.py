@@ -130,8 +130,10 @@ def test_onnx_backend_gives_predicts_numbers(cross_encoder, pairs, tmp_path, mon
     rounding; the export is cached per weights fingerprint; the backend is not part of the fingerprint."""
     monkeypatch.setenv("DISTILIR_CACHE", str(tmp_path))
     ref = cross_encoder.predict(pairs, batch_size=8, activation_fn=torch.nn.Identity())
+    attn = cross_encoder.model.config._attn_implementation
     teacher = CrossEncoderTeacher(cross_encoder, batch_size=4, backend="onnx")
     got = teacher.score_pairs(pairs)
+    assert cross_encoder.model.config._attn_implementation == attn  # exported eager, then restored
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
     assert np.ptp(got) > 0.05 and got[-1] == got[3]
     exported = list((tmp_path / "onnx").glob("cross-encoder-*.onnx"))
