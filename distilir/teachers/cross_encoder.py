@@ -330,9 +330,11 @@ class CrossEncoderTeacher(BaseTeacher):
         return self._postprocess(logits).cpu().numpy().astype(np.float64)
 
 
-def _export_onnx(model: Any, identity: dict[str, Any], inputs: list[str]) -> Path:
-    """Export the Hugging Face model inside a ``CrossEncoder`` to ONNX once per weights fingerprint
-    (written to a temporary name, then renamed: a killed export leaves no half file)."""
+def _export_onnx(model: Any, identity: dict[str, Any], inputs: list[str], output: str = "logits") -> Path:
+    """Export a Hugging Face model (``model.model`` of a ``CrossEncoder``, or a bare ``PreTrainedModel``)
+    to ONNX once per weights fingerprint, returning its ``output`` (``"logits"`` or
+    ``"last_hidden_state"``); written to a temporary name, then renamed: a killed export leaves no
+    half file."""
     import hashlib
     import tempfile
     import warnings
@@ -341,14 +343,16 @@ def _export_onnx(model: Any, identity: dict[str, Any], inputs: list[str]) -> Pat
     from distilir_index.models import cache_dir
 
     key = hashlib.sha256(
-        json.dumps([identity.get("fingerprint"), sorted(inputs), torch.__version__, "eager"], default=str).encode()
+        json.dumps(
+            [identity.get("fingerprint"), sorted(inputs), torch.__version__, "eager", output], default=str
+        ).encode()
     ).hexdigest()[:16]
     folder = cache_dir() / "onnx"
-    path = folder / f"cross-encoder-{key}.onnx"
+    path = folder / f"{'cross-encoder' if output == 'logits' else 'encoder'}-{key}.onnx"
     if path.is_file():
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    hf = model.model
+    hf = getattr(model, "model", model)
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in inputs]
 
     class _Logits(torch.nn.Module):
@@ -357,7 +361,7 @@ def _export_onnx(model: Any, identity: dict[str, Any], inputs: list[str]) -> Pat
             self.hf = hf
 
         def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.hf(**dict(zip(names, tensors, strict=True))).logits
+            return getattr(self.hf(**dict(zip(names, tensors, strict=True))), output)
 
     # a padded batch, so that no mask branch is traced as "no padding"
     mask = torch.ones(2, 16, dtype=torch.long)
@@ -383,7 +387,7 @@ def _export_onnx(model: Any, identity: dict[str, Any], inputs: list[str]) -> Pat
                 dummy,
                 tmp,
                 input_names=names,
-                output_names=["logits"],
+                output_names=[output],
                 dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
                 opset_version=17,
                 dynamo=False,

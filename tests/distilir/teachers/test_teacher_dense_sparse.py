@@ -134,3 +134,20 @@ def test_document_cache_refuses_a_folder_of_the_other_kind(tmp_path):
     EmbeddingCache(tmp_path, kind="dense")
     with pytest.raises(TeacherError, match="'dense' embedding cache.*'sparse'"):
         EmbeddingCache(tmp_path, kind="sparse")
+
+
+def test_bi_encoder_onnx_backend_gives_the_same_scores(minilm, lists, tmp_path, monkeypatch):
+    """The transformer exported to ONNX Runtime, the model's own pooling + normalisation after it:
+    the scores of the torch path within float rounding; the backend is not part of the fingerprint."""
+    monkeypatch.setenv("DISTILIR_CACHE", str(tmp_path))
+    q_texts, d_lists = lists
+    torch_teacher = BiEncoderTeacher(minilm, batch_size=3)
+    onnx_teacher = BiEncoderTeacher(minilm, batch_size=3, backend="onnx")
+    expected = torch_teacher.score_many(q_texts, d_lists)
+    got = onnx_teacher.score_many(q_texts, d_lists)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert onnx_teacher.fingerprint == torch_teacher.fingerprint
+    assert len(list((tmp_path / "onnx").glob("encoder-*.onnx"))) == 1
+    with pytest.raises(TeacherError, match="backend must be"):
+        BiEncoderTeacher(minilm, backend="openvino")
