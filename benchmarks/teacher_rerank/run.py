@@ -102,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store-dir", type=Path, default=None)
     ap.add_argument("--skip", default="", help="comma-separated teacher labels to leave out")
     ap.add_argument("--report", type=Path, default=REPORT)
+    ap.add_argument(
+        "--mpnet-backend",
+        default="torch",
+        choices=("torch", "onnx"),
+        help="all-mpnet-base-v2 on ONNX Runtime (same scores, same store: the backend is runtime only)",
+    )
     args = ap.parse_args(argv)
     if not args.data_dir:
         sys.exit("set DISTILIR_DATA_DIR (folder of BEIR collections) or pass --data-dir")
@@ -170,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         rerank("bi-encoder:all-MiniLM-L6-v2 (reference)", build_teacher("bi-encoder:all-MiniLM-L6-v2"))
     agreement = None
     if "mpnet" not in skip:
-        members["bi-encoder:all-mpnet-base-v2"] = build_teacher("bi-encoder:all-mpnet-base-v2")
+        members["bi-encoder:all-mpnet-base-v2"] = build_teacher(
+            f"bi-encoder:all-mpnet-base-v2?backend={args.mpnet_backend}"
+        )
         members["bi-encoder:all-mpnet-base-v2"].show_progress = False
         per_query["bi-encoder:all-mpnet-base-v2"] = rerank(
             "bi-encoder:all-mpnet-base-v2", members["bi-encoder:all-mpnet-base-v2"]
