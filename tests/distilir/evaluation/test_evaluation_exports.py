@@ -38,6 +38,7 @@ def test_data_exports():
         "BeirDataset",
         "Dataset",
         "DatasetError",
+        "DatasetUnavailable",
         "DatasetWarning",
         "IrDatasetsDataset",
         "LocalDataset",
