@@ -22,8 +22,12 @@ def _significance(results) -> dict[str, tuple[float, float]]:
     from scipy.stats import ttest_rel
 
     out = {}
-    base = {(r.condition.dataset, r.condition.split): r for r in results
-            if r.condition.pipeline.get("type") == "first_stage" and r.condition.pipeline.get("retriever") == "bm25"}
+    base = {
+        (r.condition.dataset, r.condition.split): r
+        for r in results
+        if r.condition.pipeline.get("type") == "first_stage"
+        and r.condition.pipeline.get("retriever") == "bm25"
+    }
     for r in results:
         b = base.get((r.condition.dataset, r.condition.split))
         if b is None or b is r:
@@ -31,7 +35,7 @@ def _significance(results) -> dict[str, tuple[float, float]]:
         qids = sorted(set(b.per_query) & set(r.per_query))
         xs = [r.per_query[q].get("nDCG@10", 0.0) for q in qids]
         ys = [b.per_query[q].get("nDCG@10", 0.0) for q in qids]
-        if len(qids) > 1 and any(x != y for x, y in zip(xs, ys)):
+        if len(qids) > 1 and any(x != y for x, y in zip(xs, ys, strict=True)):
             stat = ttest_rel(xs, ys)
             out[r.condition.id] = (sum(xs) / len(xs) - sum(ys) / len(ys), float(stat.pvalue))
     return out
@@ -59,7 +63,7 @@ def plot_training_curves(runs: dict[str, Path], path: Path, smooth: int = 5) -> 
     if not curves:
         return None
     fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.4), squeeze=False)
-    for ax, (label, (steps, loss)) in zip(axes[0], curves.items()):
+    for ax, (label, (steps, loss)) in zip(axes[0], curves.items(), strict=True):
         line = ax.plot(steps, loss, lw=0.8, alpha=0.4)[0]
         if len(loss) >= smooth:
             avg = np.convolve(loss, np.ones(smooth) / smooth, mode="valid")
@@ -82,13 +86,16 @@ def _pareto_plot(results, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [(r.condition.dataset, r.condition.name, r.efficiency["latency_p50_ms"], r.metrics.get("nDCG@10"))
-              for r in results if "latency_p50_ms" in r.efficiency and r.metrics.get("nDCG@10") is not None]
+    points = [
+        (r.condition.dataset, r.condition.name, r.efficiency["latency_p50_ms"], r.metrics.get("nDCG@10"))
+        for r in results
+        if "latency_p50_ms" in r.efficiency and r.metrics.get("nDCG@10") is not None
+    ]
     if not points:
         return None
     datasets = sorted({p[0] for p in points})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
-    for ax, d in zip(axes[0], datasets):
+    for ax, d in zip(axes[0], datasets, strict=True):
         pts = sorted((p for p in points if p[0] == d), key=lambda p: p[2])
         best = -1.0
         frontier = []
@@ -96,7 +103,9 @@ def _pareto_plot(results, path: Path) -> Path | None:
             if p[3] > best:
                 frontier.append(p)
                 best = p[3]
-        ax.plot([p[2] for p in frontier], [p[3] for p in frontier], "--", color="grey", lw=1, label="Pareto front")
+        ax.plot(
+            [p[2] for p in frontier], [p[3] for p in frontier], "--", color="grey", lw=1, label="Pareto front"
+        )
         for _, name, lat, ndcg in pts:
             ax.scatter(lat, ndcg, s=30)
             ax.annotate(name, (lat, ndcg), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -125,32 +134,50 @@ def write_markdown(results, out_dir: Path, wall_s: float, unavailable: dict[str,
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python -m benchmarks --report` "
         f"on {platform.machine()} with {os.cpu_count()} CPUs; wall time {wall_s:.0f} s.",
         "",
-        "| condition | pipeline | nDCG@10 | RR@10 | R@100 | published nDCG@10 (source) | Δ vs BM25 (p) | p50 ms | p99 ms | q/s batched | status |",
+        "| condition | pipeline | nDCG@10 | RR@10 | R@100 | published nDCG@10 (source) | Δ vs BM25 (p) "
+        "| p50 ms | p99 ms | q/s batched | status |",
         "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in results:
         m, e, c = r.metrics, r.efficiency, r.condition
         pub = c.published.get("nDCG@10")
         d = sig.get(c.id)
-        lines.append("| " + " | ".join([
-            c.id, c.pipeline["type"] + (f" {c.pipeline.get('retriever', '')}" if c.pipeline["type"] == "first_stage" else ""),
-            f"{m.get('nDCG@10', float('nan')):.4f}", f"{m.get('RR@10', float('nan')):.4f}",
-            f"{m.get('R@100', float('nan')):.4f}",
-            f"{pub[0]} ({pub[1]})" if pub else "-",
-            f"{d[0]:+.4f} ({d[1]:.3g})" if d else "-",
-            f"{e['latency_p50_ms']:.2f}" if "latency_p50_ms" in e else "-",
-            f"{e['latency_p99_ms']:.2f}" if "latency_p99_ms" in e else "-",
-            f"{e['qps_batched']:.0f}" if "qps_batched" in e else "-",
-            "OK" if r.ok else "FAIL",
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    c.id,
+                    c.pipeline["type"]
+                    + (f" {c.pipeline.get('retriever', '')}" if c.pipeline["type"] == "first_stage" else ""),
+                    f"{m.get('nDCG@10', float('nan')):.4f}",
+                    f"{m.get('RR@10', float('nan')):.4f}",
+                    f"{m.get('R@100', float('nan')):.4f}",
+                    f"{pub[0]} ({pub[1]})" if pub else "-",
+                    f"{d[0]:+.4f} ({d[1]:.3g})" if d else "-",
+                    f"{e['latency_p50_ms']:.2f}" if "latency_p50_ms" in e else "-",
+                    f"{e['latency_p99_ms']:.2f}" if "latency_p99_ms" in e else "-",
+                    f"{e['qps_batched']:.0f}" if "qps_batched" in e else "-",
+                    "OK" if r.ok else "FAIL",
+                ]
+            )
+            + " |"
+        )
     if plot:
         lines += ["", "## Effectiveness against query latency", "", f"![Pareto chart]({plot.name})"]
-    lines += ["", "Δ vs BM25: mean per-query nDCG@10 difference against the BM25 condition of the same "
-              "dataset and split, with the p-value of a paired t-test over queries.", ""]
+    lines += [
+        "",
+        "Δ vs BM25: mean per-query nDCG@10 difference against the BM25 condition of the same "
+        "dataset and split, with the p-value of a paired t-test over queries.",
+        "",
+    ]
     if unavailable:
-        lines += ["## Not run: collection not on this machine", "",
-                  "These conditions are defined and run wherever their collection is available; here "
-                  "their data could not be found or downloaded. First line of each error:", ""]
+        lines += [
+            "## Not run: collection not on this machine",
+            "",
+            "These conditions are defined and run wherever their collection is available; here "
+            "their data could not be found or downloaded. First line of each error:",
+            "",
+        ]
         lines += [f"- `{cid}`: {msg.splitlines()[0]}" for cid, msg in unavailable.items()]
         lines.append("")
     path = out_dir / "README.md"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -100,14 +99,23 @@ def load_conditions(paths: Iterable[Path] | None = None) -> list[Condition]:
                 raise ConditionError(f"{where}: unknown keys {sorted(unknown)}")
             pipeline = dict(raw.get("pipeline") or {})
             if pipeline.get("type") not in PIPELINES:
-                raise ConditionError(f"{where}: pipeline.type must be one of {PIPELINES}, got {pipeline.get('type')!r}")
+                raise ConditionError(
+                    f"{where}: pipeline.type must be one of {PIPELINES}, got {pipeline.get('type')!r}"
+                )
             expected = {m: (float(v[0]), float(v[1])) for m, v in (raw.get("expected") or {}).items()}
             published = {m: (float(v[0]), str(v[1])) for m, v in (raw.get("published") or {}).items()}
-            out.append(Condition(
-                name=raw["name"], dataset=raw.get("dataset", doc["dataset"]), split=raw.get("split", doc.get("split", "test")),
-                pipeline=pipeline, expected=expected, published=published, ci=bool(raw.get("ci", False)),
-                source=str(path.name),
-            ))
+            out.append(
+                Condition(
+                    name=raw["name"],
+                    dataset=raw.get("dataset", doc["dataset"]),
+                    split=raw.get("split", doc.get("split", "test")),
+                    pipeline=pipeline,
+                    expected=expected,
+                    published=published,
+                    ci=bool(raw.get("ci", False)),
+                    source=str(path.name),
+                )
+            )
     ids = [c.id for c in out]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
@@ -140,16 +148,25 @@ def _latency(index, texts: list[str], k: int, n: int) -> dict[str, float]:
     t0 = time.perf_counter()
     index.search(texts, k=k)
     batched = time.perf_counter() - t0
-    return {"latency_p50_ms": _percentile(lat, 0.5), "latency_p99_ms": _percentile(lat, 0.99),
-            "qps_batched": len(texts) / batched if batched > 0 else float("inf")}
+    return {
+        "latency_p50_ms": _percentile(lat, 0.5),
+        "latency_p99_ms": _percentile(lat, 0.99),
+        "qps_batched": len(texts) / batched if batched > 0 else float("inf"),
+    }
 
 
 def _first_stage(ds, cond: Condition, conv, k: int, cache_dir: Path | None, measure_latency: int):
     from distilir.candidates import FirstStageConfig, build_index, iter_search
 
     p = cond.pipeline
-    config = FirstStageConfig(retriever=p.get("retriever", "bm25"), model=p.get("model"), k1=p.get("k1", 0.9),
-                              b=p.get("b", 0.4), factory=p.get("factory", "flat"), rrf_k=p.get("rrf_k", 60))
+    config = FirstStageConfig(
+        retriever=p.get("retriever", "bm25"),
+        model=p.get("model"),
+        k1=p.get("k1", 0.9),
+        b=p.get("b", 0.4),
+        factory=p.get("factory", "flat"),
+        rrf_k=p.get("rrf_k", 60),
+    )
     t0 = time.perf_counter()
     index = build_index(ds, config, cache_dir=cache_dir)
     eff = {"index_load_or_build_s": time.perf_counter() - t0}
@@ -165,8 +182,9 @@ def _first_stage(ds, cond: Condition, conv, k: int, cache_dir: Path | None, meas
     return run, eff
 
 
-def run_condition(cond: Condition, data_dir: str | None = None, cache_dir: Path | None = None,
-                  measure_latency: int = 50) -> ConditionResult:
+def run_condition(
+    cond: Condition, data_dir: str | None = None, cache_dir: Path | None = None, measure_latency: int = 50
+) -> ConditionResult:
     from distilir.conventions import conventions_for
     from distilir.data import load_dataset
     from distilir.data.trec import read_run
@@ -192,13 +210,19 @@ def run_condition(cond: Condition, data_dir: str | None = None, cache_dir: Path 
         from distilir_index.models import cache_dir as distilir_cache
 
         student = dict(p)
-        model = os.path.expanduser(os.path.expandvars(str(student["model"]).replace("{cache}", str(distilir_cache()))))
+        model = os.path.expanduser(
+            os.path.expandvars(str(student["model"]).replace("{cache}", str(distilir_cache())))
+        )
         if not Path(model).exists():
-            raise ConditionUnavailable(f"{cond.id}: student folder {model} does not exist; train it first "
-                                       f"({student.get('trained_by', 'see benchmarks/README.md')})")
+            raise ConditionUnavailable(
+                f"{cond.id}: student folder {model} does not exist; train it first "
+                f"({student.get('trained_by', 'see benchmarks/README.md')})"
+            )
         student.pop("trained_by", None)
         if student.get("kind", "dense") == "cross-encoder":
-            run, efficiency = _rerank(ds, cond, conv, {"teacher": f"cross-encoder:{model}", **student}, cache_dir)
+            run, efficiency = _rerank(
+                ds, cond, conv, {"teacher": f"cross-encoder:{model}", **student}, cache_dir
+            )
         else:
             retriever = "sparse" if student.get("kind") == "sparse" else "dense"
             sub = Condition(cond.name, cond.dataset, cond.split, {"retriever": retriever, "model": model})
@@ -208,14 +232,20 @@ def run_condition(cond: Condition, data_dir: str | None = None, cache_dir: Path 
     else:  # pragma: no cover - validated in load_conditions
         raise ConditionError(kind)
     measures = tuple(dict.fromkeys([*cond.expected, *cond.published, *conv.measures]))
-    res = evaluate(run, qrels, measures=measures, ignore_identical_ids=conv.ignore_identical_ids,
-                   relevance_level=conv.relevance_level)
+    res = evaluate(
+        run,
+        qrels,
+        measures=measures,
+        ignore_identical_ids=conv.ignore_identical_ids,
+        relevance_level=conv.relevance_level,
+    )
     checks = []
     for m, (value, tol) in cond.expected.items():
         ours = res.aggregate[m]
         checks.append((m, ours, value, tol, abs(ours - value) <= tol + 1e-12))
-    return ConditionResult(cond, dict(res.aggregate), efficiency, checks, res.per_query,
-                           time.perf_counter() - t_start)
+    return ConditionResult(
+        cond, dict(res.aggregate), efficiency, checks, res.per_query, time.perf_counter() - t_start
+    )
 
 
 def _rerank(ds, cond: Condition, conv, p: dict, cache_dir: Path | None):
@@ -234,7 +264,9 @@ def _rerank(ds, cond: Condition, conv, p: dict, cache_dir: Path | None):
     corpus = ds.corpus()
     docs = {d: corpus[d].full_text for ds_ in candidates.values() for d in ds_}
     teacher = build_teacher(p["teacher"], corpus={d.id: d.full_text for d in corpus.values()})
-    root = (cache_dir or Path(os.environ.get("DISTILIR_CACHE", Path.home() / ".cache" / "distilir"))) / "teacher-stores"
+    root = (
+        cache_dir or Path(os.environ.get("DISTILIR_CACHE", Path.home() / ".cache" / "distilir"))
+    ) / "teacher-stores"
     store_dir = root / f"{ds.name.replace('/', '_')}-{cond.split}-{teacher.fingerprint}"
     store = TeacherStore.open(store_dir, teacher)
     before = len(store)
@@ -250,6 +282,7 @@ def _rerank(ds, cond: Condition, conv, p: dict, cache_dir: Path | None):
 
 
 # ----------------------------------------------------------------------------------------- report
+
 
 def _fmt(v: float) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
@@ -267,8 +300,9 @@ def print_result(r: ConditionResult) -> None:
         print("    " + ", ".join(f"{k}={v:.2f}" for k, v in r.efficiency.items()))
 
 
-def write_report(results: list[ConditionResult], out_dir: Path, wall_s: float,
-                 unavailable: dict[str, str] | None = None) -> Path:
+def write_report(
+    results: list[ConditionResult], out_dir: Path, wall_s: float, unavailable: dict[str, str] | None = None
+) -> Path:
     """Markdown + JSON report, with plots (effectiveness vs latency; significance vs BM25)."""
     from benchmarks.report import write_markdown
 
@@ -280,15 +314,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description="Run benchmark conditions.")
     ap.add_argument("--list", action="store_true", help="list the conditions and exit")
-    ap.add_argument("--condition", action="append", default=None, help="run only these condition ids (dataset/name), repeatable; substring match")
+    ap.add_argument(
+        "--condition",
+        action="append",
+        default=None,
+        help="run only these condition ids (dataset/name), repeatable; substring match",
+    )
     ap.add_argument("--dataset", action="append", default=None, help="run only conditions on these datasets")
     ap.add_argument("--ci", action="store_true", help="only the fast CI subset")
     ap.add_argument("--dry-run", action="store_true", help="validate and print what would run")
-    ap.add_argument("--report", nargs="?", const=str(REPORTS_DIR), default=None,
-                    help=f"write a Markdown/JSON report with plots (default folder {REPORTS_DIR})")
+    ap.add_argument(
+        "--report",
+        nargs="?",
+        const=str(REPORTS_DIR),
+        default=None,
+        help=f"write a Markdown/JSON report with plots (default folder {REPORTS_DIR})",
+    )
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--cache-dir", default=None, type=Path)
-    ap.add_argument("--latency-queries", type=int, default=50, help="single-query latency sample size (0: skip)")
+    ap.add_argument(
+        "--latency-queries", type=int, default=50, help="single-query latency sample size (0: skip)"
+    )
     args = ap.parse_args(argv)
 
     conditions = load_conditions()
@@ -314,8 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, unavailable = [], {}
     for c in conditions:
         try:
-            r = run_condition(c, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                              measure_latency=args.latency_queries)
+            r = run_condition(
+                c, data_dir=args.data_dir, cache_dir=args.cache_dir, measure_latency=args.latency_queries
+            )
         except (DatasetUnavailable, ConditionUnavailable) as exc:
             # A collection that is not on this machine (and cannot be downloaded), or a student not
             # trained yet, is not a regression: the full set skips it and says why; naming it
@@ -327,8 +374,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(r)
     wall = time.perf_counter() - t0
     failed = [r.condition.id for r in results if not r.ok]
-    print(f"\n{len(results) - len(failed)} OK, {len(failed)} FAIL, {len(unavailable)} unavailable in {wall:.0f}s"
-          f" ({platform.machine()}, {os.cpu_count()} cpus, {datetime.now(timezone.utc):%Y-%m-%d})")
+    print(
+        f"\n{len(results) - len(failed)} OK, {len(failed)} FAIL, {len(unavailable)} unavailable "
+        f"in {wall:.0f}s"
+        f" ({platform.machine()}, {os.cpu_count()} cpus, {datetime.now(timezone.utc):%Y-%m-%d})"
+    )
     if args.report and results:
         path = write_report(results, Path(args.report), wall, unavailable)
         print(f"report: {path}")
@@ -342,13 +392,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def results_to_json(results: list[ConditionResult]) -> list[dict]:
-    return [{"id": r.condition.id, "pipeline": r.condition.pipeline, "metrics": r.metrics,
-             "efficiency": r.efficiency, "ok": r.ok, "seconds": r.seconds,
-             "checks": [dict(zip(("measure", "ours", "expected", "tolerance", "ok"), c)) for c in r.checks],
-             "published": {m: {"value": v, "source": s} for m, (v, s) in r.condition.published.items()}}
-            for r in results]
+    return [
+        {
+            "id": r.condition.id,
+            "pipeline": r.condition.pipeline,
+            "metrics": r.metrics,
+            "efficiency": r.efficiency,
+            "ok": r.ok,
+            "seconds": r.seconds,
+            "checks": [
+                dict(zip(("measure", "ours", "expected", "tolerance", "ok"), c, strict=True))
+                for c in r.checks
+            ],
+            "published": {m: {"value": v, "source": s} for m, (v, s) in r.condition.published.items()},
+        }
+        for r in results
+    ]
 
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
-

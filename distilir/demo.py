@@ -63,8 +63,13 @@ def run_demo(data_dir: str | None = None, dataset: str = "scifact", quick: bool 
     rows: list[dict] = []
 
     def score(run, system, key, t0):
-        res = evaluate(run, qrels, measures=MEASURES, ignore_identical_ids=conv.ignore_identical_ids,
-                       relevance_level=conv.relevance_level)
+        res = evaluate(
+            run,
+            qrels,
+            measures=MEASURES,
+            ignore_identical_ids=conv.ignore_identical_ids,
+            relevance_level=conv.relevance_level,
+        )
         rows.append(_row(ds.name, system, key, res, time.perf_counter() - t0))
         print(f"  {system}: nDCG@10 {res.aggregate['nDCG@10']:.4f}", flush=True)
         return res
@@ -77,8 +82,13 @@ def run_demo(data_dir: str | None = None, dataset: str = "scifact", quick: bool 
     bm25_run = retrieve(ds, test_split, FirstStageConfig("bm25"), k=1000, drop_self=conv.ignore_identical_ids)
     score(bm25_run, "BM25 (k1=0.9, b=0.4)", "bm25", t0)
     t0 = time.perf_counter()
-    base_run = retrieve(ds, test_split, FirstStageConfig("dense", model="all-MiniLM-L6-v2"), k=1000,
-                        drop_self=conv.ignore_identical_ids)
+    base_run = retrieve(
+        ds,
+        test_split,
+        FirstStageConfig("dense", model="all-MiniLM-L6-v2"),
+        k=1000,
+        drop_self=conv.ignore_identical_ids,
+    )
     score(base_run, "all-MiniLM-L6-v2, off the shelf", "all-MiniLM-L6-v2", t0)
 
     print(f"\n[2/5] candidates: BM25 top {depth_train} (train) and top {depth_test} (test)", flush=True)
@@ -103,8 +113,16 @@ def run_demo(data_dir: str | None = None, dataset: str = "scifact", quick: bool 
     docs = {d: doc.full_text for d, doc in corpus.items()}
     store_dir = work / f"teacher-{teacher.fingerprint}"
     t0 = time.perf_counter()
-    store = TeacherStore.open(store_dir, teacher, candidate_source={
-        "retriever": "bm25", "dataset": ds.name, "train_depth": depth_train, "test_depth": depth_test})
+    store = TeacherStore.open(
+        store_dir,
+        teacher,
+        candidate_source={
+            "retriever": "bm25",
+            "dataset": ds.name,
+            "train_depth": depth_train,
+            "test_depth": depth_test,
+        },
+    )
     try:
         store.score(teacher, {**train_q, **test_q}, docs, {**candidates, **test_candidates}, progress=True)
         teacher_run = {q: dict(store.get(q)) for q in test_candidates}
@@ -114,19 +132,32 @@ def run_demo(data_dir: str | None = None, dataset: str = "scifact", quick: bool 
 
     print("\n[4/5] training all-MiniLM-L6-v2 with listwise KL + 0.1 InfoNCE", flush=True)
     overrides = {
-        "student.kind": "bi_encoder", "student.model": "all-MiniLM-L6-v2", "student.max_length": 128,
+        "student.kind": "bi_encoder",
+        "student.model": "all-MiniLM-L6-v2",
+        "student.max_length": 128,
         # all-MiniLM-L6-v2 scores are cosines in [-1, 1] while the teacher's are z-scores: KL divides
         # the student's scores by 0.05 (as sentence-transformers' MNRL scale 20) without the tau^2
         # factor (benchmarks/reports/training_distill*.md: at temperature 1 the student fell to 0.573)
         "losses": [
-            {"name": "kl", "weight": 1.0,
-             "params": {"student_temperature": 0.05, "scale_by_temperature": False}},
+            {
+                "name": "kl",
+                "weight": 1.0,
+                "params": {"student_temperature": 0.05, "scale_by_temperature": False},
+            },
             {"name": "infonce", "weight": 0.1, "params": {"temperature": 0.05}},
         ],
-        "data.teacher_store": str(store_dir), "data.dataset": dataset, "data.split": train_split,
-        "data.candidates_per_query": 8, "data.max_queries": len(train_q),
-        "optim.batch_size": 16, "optim.epochs": 1, "optim.lr": 2e-5, "optim.seed": 42,
-        "output_dir": str(work / "student-kl-infonce"), "checkpoint_every": 20, "keep_last": 1,
+        "data.teacher_store": str(store_dir),
+        "data.dataset": dataset,
+        "data.split": train_split,
+        "data.candidates_per_query": 8,
+        "data.max_queries": len(train_q),
+        "optim.batch_size": 16,
+        "optim.epochs": 1,
+        "optim.lr": 2e-5,
+        "optim.seed": 42,
+        "output_dir": str(work / "student-kl-infonce"),
+        "checkpoint_every": 20,
+        "keep_last": 1,
     }
     config = load_config(None, overrides)
     t0 = time.perf_counter()
@@ -135,12 +166,20 @@ def run_demo(data_dir: str | None = None, dataset: str = "scifact", quick: bool 
 
     print("\n[5/5] evaluating the distilled student (exact dense retrieval over the corpus)", flush=True)
     t0 = time.perf_counter()
-    student_run = retrieve(ds, test_split, FirstStageConfig("dense", model=str(result.student_dir)), k=1000,
-                           drop_self=conv.ignore_identical_ids)
+    student_run = retrieve(
+        ds,
+        test_split,
+        FirstStageConfig("dense", model=str(result.student_dir)),
+        k=1000,
+        drop_self=conv.ignore_identical_ids,
+    )
     score(student_run, "all-MiniLM-L6-v2, distilled", None, t0)
 
     print()
     print(format_table(rows, list(rows[0])))
-    print("\npublished: BM25 from pyserini's BEIR reproductions (flat); all-MiniLM-L6-v2 from MTEB. The teacher "
-          f"row re-ranks BM25's top {depth_test} only, so its R@100 is bounded by BM25's R@{depth_test}.")
+    print(
+        "\npublished: BM25 from pyserini's BEIR reproductions (flat); all-MiniLM-L6-v2 from MTEB. "
+        "The teacher "
+        f"row re-ranks BM25's top {depth_test} only, so its R@100 is bounded by BM25's R@{depth_test}."
+    )
     return 0

@@ -376,7 +376,12 @@ def write_report(results: dict[str, Any], args) -> None:
         Path(args.report).with_name(Path(args.report).stem + "_curves.png"),
     )
     if curves:
-        lines += ["Training loss per step (from each run's metrics.jsonl):", "", f"![training curves]({curves.name})", ""]
+        lines += [
+            "Training loss per step (from each run's metrics.jsonl):",
+            "",
+            f"![training curves]({curves.name})",
+            "",
+        ]
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text("\n".join(lines), encoding="utf-8")
 
