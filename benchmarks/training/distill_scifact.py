@@ -346,7 +346,7 @@ def write_report(results: dict[str, Any], args) -> None:
         f"Teacher: `{args.teacher}` over BM25 top {args.depth}; students trained with N = "
         f"{args.candidates_per_query} candidates per query (positive = teacher's top), "
         f"batch {args.batch_size}, "
-        f"lr {args.lr}, seed {args.seed}; MiniLM students: KL student temperature "
+        f"lr {args.lr} (each row's details record its own), seed {args.seed}; MiniLM students: KL student temperature "
         f"{args.student_temperature} (no tau^2 factor), Margin-MSE teacher scale "
         f"{args.margin_teacher_scale}; "
         f"SPLADE / cross-encoder: KL at temperature 1 (unbounded scores); "
