@@ -221,7 +221,7 @@ def run_condition(
         student.pop("trained_by", None)
         if student.get("kind", "dense") == "cross-encoder":
             run, efficiency = _rerank(
-                ds, cond, conv, {"teacher": f"cross-encoder:{model}", **student}, cache_dir
+                ds, cond, conv, {"teacher": f"cross-encoder:{model}?backend=onnx", **student}, cache_dir
             )
         else:
             retriever = "sparse" if student.get("kind") == "sparse" else "dense"
