@@ -74,7 +74,8 @@ def split_queries(ds, split: str, half: str | None, seed: int) -> list[str]:
 
 
 def build_store(ds, split: str, qids: list[str], args, work: Path) -> Path:
-    """BM25 top ``args.depth`` of ``qids`` scored by the teacher into a TeacherStore (resumable)."""
+    """The first stage's (``--first-stage``, BM25 by default) top ``args.depth`` of ``qids`` scored by the
+    teacher into a TeacherStore (resumable)."""
     from distilir.candidates import FirstStageConfig, retrieve
     from distilir.conventions import conventions_for
     from distilir.teachers.factory import build_teacher
@@ -82,12 +83,14 @@ def build_store(ds, split: str, qids: list[str], args, work: Path) -> Path:
 
     corpus = ds.corpus()
     teacher = build_teacher(args.teacher, corpus={d.id: d.full_text for d in corpus.values()})
-    path = work / "stores" / f"{ds.name}-{split}-{len(qids)}q-bm25top{args.depth}-{teacher.fingerprint}"
+    first = args.first_stage
+    path = work / "stores" / f"{ds.name}-{split}-{len(qids)}q-{first}top{args.depth}-{teacher.fingerprint}"
     drop_self = conventions_for(ds.name).ignore_identical_ids
+    config = FirstStageConfig(retriever=first, model=None if first == "bm25" else "all-MiniLM-L6-v2")
     run = retrieve(
         ds,
         split,
-        FirstStageConfig(retriever="bm25"),
+        config,
         k=args.depth,
         queries=qids,
         drop_self=drop_self,
@@ -99,7 +102,7 @@ def build_store(ds, split: str, qids: list[str], args, work: Path) -> Path:
     source = {
         "dataset": ds.name,
         "split": split,
-        "retriever": "bm25",
+        "retriever": first if first == "bm25" else f"{first} (all-MiniLM-L6-v2)",
         "depth": args.depth,
         "queries": len(qids),
     }
@@ -346,7 +349,8 @@ def write_report(results: dict[str, Any], args) -> None:
         f"Teacher: `{args.teacher}` over BM25 top {args.depth}; students trained with N = "
         f"{args.candidates_per_query} candidates per query (positive = teacher's top), "
         f"batch {args.batch_size}, "
-        f"lr {args.lr} (each row's details record its own), seed {args.seed}; MiniLM students: KL student temperature "
+        f"lr {args.lr} (each row's details record its own), seed {args.seed}; "
+        "MiniLM students: KL student temperature "
         f"{args.student_temperature} (no tau^2 factor), Margin-MSE teacher scale "
         f"{args.margin_teacher_scale}; "
         f"SPLADE / cross-encoder: KL at temperature 1 (unbounded scores); "
@@ -406,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         "--depth", type=int, default=20, help="BM25 candidates per training query scored by the teacher"
     )
     p.add_argument("--candidates-per-query", type=int, default=8)
+    p.add_argument(
+        "--first-stage",
+        default="bm25",
+        choices=("bm25", "dense", "hybrid"),
+        help="where training candidates come from (dense/hybrid: all-MiniLM-L6-v2, the student itself)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: --epochs)")
     p.add_argument("--epochs", type=float, default=1.0)
@@ -518,9 +528,14 @@ def main(argv: list[str] | None = None) -> int:
         if run.startswith("minilm-"):
             loss = run.split("-", 1)[1]
             scale = {"data.teacher_scale": args.margin_teacher_scale} if loss == "margin_mse" else {}
+            label = run if args.first_stage == "bm25" else f"{run}@{args.first_stage}"
+            name = f"scifact: {label}"
+            if not todo(name):
+                continue
             folder, info = train_run(
-                run, store, "scifact", "train", student_l6, loss_sets[loss], args, work, extra=scale
+                label, store, "scifact", "train", student_l6, loss_sets[loss], args, work, extra=scale
             )
+            info["candidates"] = f"{args.first_stage} top {args.depth}"
             record(name, {**eval_dense(str(folder), scifact, "test", test_qids, args), **info})
         elif run == "splade-kl":
             if not args.skip_baselines and todo("scifact: splade-tiny (base, measured)"):
