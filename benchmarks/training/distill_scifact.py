@@ -526,15 +526,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     for run in [r for r in runs if r != "teacher"]:
         name = f"scifact: {run}" if not run.startswith("arguana") else f"arguana (held-out half): {run}"
+        if run.startswith("minilm-") and args.first_stage != "bm25":
+            name = f"scifact: {run}@{args.first_stage}"
         if not todo(name):
             continue
         if run.startswith("minilm-"):
             loss = run.split("-", 1)[1]
             scale = {"data.teacher_scale": args.margin_teacher_scale} if loss == "margin_mse" else {}
             label = run if args.first_stage == "bm25" else f"{run}@{args.first_stage}"
-            name = f"scifact: {label}"
-            if not todo(name):
-                continue
             folder, info = train_run(
                 label, store, "scifact", "train", student_l6, loss_sets[loss], args, work, extra=scale
             )
