@@ -37,11 +37,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from distilir.teachers.base import TeacherError, teacher_fingerprint
-from distilir.teachers.store import COLUMNS, StoreError, TeacherStore
+from distilir.teachers.store import StoreError, TeacherStore, batch_rows
 
 __all__ = ["RayScoringError", "score_with_ray"]
 
@@ -110,34 +109,6 @@ class _TeacherReplica:
         else:
             results = [self.teacher.score(q, d) for q, d in zip(queries, docs, strict=True)]
         return batch_id, [[float(s) for s in r] for r in results]
-
-
-def _rows(
-    batch: Sequence[str], todo: Mapping[str, Any], results: Sequence[Sequence[float]]
-) -> dict[str, list[Any]]:
-    """The shard rows of one scored batch, checked as :meth:`TeacherStore.score` checks them."""
-    rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-    if len(results) != len(batch):
-        raise StoreError(f"a replica returned {len(results)} score lists for a batch of {len(batch)} queries")
-    for qid, res in zip(batch, results, strict=True):
-        (_, qh), pending = todo[qid]
-        if len(res) != len(pending):
-            raise StoreError(
-                f"teacher returned {len(res)} scores for {len(pending)} documents of query {qid!r}"
-            )
-        arr = np.asarray(res, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise StoreError(
-                f"teacher returned NaN/inf scores for query {qid!r}; nothing of this batch was stored"
-            )
-        for (docid, dh, rank, _), s in zip(pending, arr.tolist(), strict=True):
-            rows["qid"].append(qid)
-            rows["qhash"].append(qh)
-            rows["docid"].append(docid)
-            rows["dhash"].append(dh)
-            rows["score"].append(s)
-            rows["rank"].append(rank)
-    return rows
 
 
 def _default_workers(ray: Any, threads: int) -> tuple[int, dict[str, float]]:
@@ -272,7 +243,7 @@ def _run(
             with tqdm(total=total, desc=f"scoring with {first['name']} on {n} Ray actors", unit="pair",
                       disable=not progress) as bar:  # fmt: skip
                 for batch_id, results in pool.map_unordered(lambda a, item: a.score.remote(*item), items):
-                    rows = _rows(batches[batch_id], todo, results)
+                    rows = batch_rows(batches[batch_id], todo, results)
                     try:
                         store._commit(rows)
                     except BaseException:

@@ -175,6 +175,39 @@ def _text_of(value: Any, what: str, key: str) -> str:
     raise StoreError(f"{what} {key!r} is a {type(value).__name__}; expected a str (or a Query/Document)")
 
 
+def batch_rows(
+    batch: Sequence[str], todo: Mapping[str, Any], results: Sequence[Sequence[float]]
+) -> dict[str, list[Any]]:
+    """The shard rows of one scored batch of queries, the teacher's output checked first (one score
+    per pending document, all finite): ``todo`` is :meth:`TeacherStore._plan`'s plan, ``results``
+    the teacher's score lists in ``batch`` order. Shared by :meth:`TeacherStore.score` and the Ray
+    driver (``distilir.teachers.ray_scoring``), which commits rows its replicas computed."""
+    if len(results) != len(batch):
+        raise StoreError(
+            f"the teacher returned {len(results)} score lists for a batch of {len(batch)} queries"
+        )
+    rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+    for qid, res in zip(batch, results, strict=True):
+        (_, qh), pending = todo[qid]
+        if len(res) != len(pending):
+            raise StoreError(
+                f"teacher returned {len(res)} scores for {len(pending)} documents of query {qid!r}"
+            )
+        arr = np.asarray(res, dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise StoreError(
+                f"teacher returned NaN/inf scores for query {qid!r}; nothing of this batch was stored"
+            )
+        for (docid, dh, rank, _), score in zip(pending, arr.tolist(), strict=True):
+            rows["qid"].append(qid)
+            rows["qhash"].append(qh)
+            rows["docid"].append(docid)
+            rows["dhash"].append(dh)
+            rows["score"].append(score)
+            rows["rank"].append(rank)
+    return rows
+
+
 class TeacherStore:
     """Teacher scores of (query, document) pairs on disk; see the module docstring for the format.
 
@@ -534,26 +567,7 @@ class TeacherStore:
                     results = many(q_texts, d_lists)
                 else:
                     results = [teacher.score(q, d) for q, d in zip(q_texts, d_lists, strict=True)]
-                rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-                for qid, res, dl in zip(batch, results, d_lists, strict=True):
-                    if len(res) != len(dl):
-                        raise StoreError(
-                            f"teacher returned {len(res)} scores for {len(dl)} documents of query {qid!r}"
-                        )
-                    arr = np.asarray(res, dtype=np.float64)
-                    if not np.all(np.isfinite(arr)):
-                        raise StoreError(
-                            f"teacher returned NaN/inf scores for query {qid!r}; nothing of this batch was "
-                            "stored"
-                        )
-                    qh = todo[qid][0][1]
-                    for (docid, dh, rank, _), s in zip(todo[qid][1], arr.tolist(), strict=True):
-                        rows["qid"].append(qid)
-                        rows["qhash"].append(qh)
-                        rows["docid"].append(docid)
-                        rows["dhash"].append(dh)
-                        rows["score"].append(s)
-                        rows["rank"].append(rank)
+                rows = batch_rows(batch, todo, results)
                 try:
                     self._commit(rows)
                 except BaseException:
