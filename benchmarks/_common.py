@@ -14,7 +14,7 @@ from pathlib import Path
 
 from distilir.types import Run
 
-__all__ = ["BM25S_ANALYSIS", "bm25s_run", "data_dir"]
+__all__ = ["BM25S_ANALYSIS", "bm25s_run", "data_dir", "write_report"]
 
 #: bm25s' own analysis (``\b\w\w+\b`` tokens, Lucene's 33 English stop words, Snowball English
 #: stemmer), which the LLM-rerank and teacher-throughput benchmarks were measured with. The library's
@@ -44,3 +44,13 @@ def bm25s_run(dataset, queries: Mapping[str, str], k: int, *, stem: bool = True)
     extra = BM25S_ANALYSIS if stem else {**BM25S_ANALYSIS, "stemmer": None, "stopwords": None}
     index = build_index(dataset, FirstStageConfig("bm25", k1=0.9, b=0.4, extra=extra))
     return dict(iter_search(index, queries, k=k, desc="bm25 search"))
+
+
+def write_report(path: str | os.PathLike[str], lines: list[str]) -> None:
+    """Write a Markdown report atomically (a temporary file renamed over it) and print it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("\n".join(lines), encoding="utf-8")
+    os.replace(partial, path)
+    print("\n".join(lines))

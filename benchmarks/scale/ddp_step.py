@@ -37,6 +37,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks._common import write_report
+
 WORKER = r"""
 import json, re, sys, time
 import numpy as np
@@ -166,11 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         f"--max-length {args.max_length} --steps {args.steps} --repeats {args.repeats}`",
         "",
     ]
-    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(args.report + ".partial")
-    partial.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(partial, args.report)
-    print("\n".join(lines))
+    write_report(args.report, lines)
     return 0
 
 

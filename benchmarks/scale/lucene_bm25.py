@@ -18,31 +18,13 @@ Writes ``benchmarks/reports/lucene.md``.
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
-import json
 import os
 import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import ir_measures
-
 REPORT = Path(__file__).resolve().parents[1] / "reports" / "lucene.md"
-
-
-def load_scifact(folder: Path):
-    """SciFact corpus rows, {qid: text} and test qrels from a BEIR folder."""
-    with gzip.open(folder / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
-        corpus = [json.loads(line) for line in f]
-    with gzip.open(folder / "queries.jsonl.gz", "rt", encoding="utf-8") as f:
-        queries = {(r := json.loads(line))["_id"]: r["text"] for line in f}
-    qrels: dict[str, dict[str, int]] = {}
-    with open(folder / "qrels" / "test.tsv", encoding="utf-8") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
-    return corpus, queries, qrels
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,11 +38,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", default=str(REPORT))
     args = parser.parse_args(argv)
 
-    corpus, queries, qrels = load_scifact(Path(args.data_dir) / "scifact")
-    ids = [d["_id"] for d in corpus]
-    texts = [f"{d.get('title', '')} {d['text']}".strip() for d in corpus]
+    from distilir.data import load_dataset
+    from distilir.evaluation import evaluate
+
+    ds = load_dataset("scifact", data_dir=args.data_dir)
+    corpus, queries, qrels = ds.corpus(), ds.queries("test"), ds.qrels("test")
+    ids = list(corpus)
+    texts = [corpus[d].full_text for d in ids]
     qids = sorted(qrels)
-    qs = [queries[q] for q in qids]
+    qs = [queries[q].text for q in qids]
     load = os.getloadavg()
 
     rows = []
@@ -87,8 +73,7 @@ def main(argv: list[str] | None = None) -> None:
             hits = index.search(qs, k=args.k)  # threads=2 / n_threads=2
             batch.append(time.perf_counter() - t0)
         run = {q: {h.id: h.score for h in hs} for q, hs in zip(qids, hits, strict=True)}
-        per_q = {m.query_id: m.value for m in ir_measures.iter_calc([ir_measures.nDCG @ 10], qrels, run)}
-        ndcg = sum(per_q.get(q, 0.0) for q in qids) / len(qids)
+        ndcg = evaluate(run, qrels, measures=["nDCG@10"]).aggregate["nDCG@10"]
         rows.append((name, build, len(qs) / min(seq), len(qs) / min(batch), ndcg, hits))
         print(
             f"{name}: build {build:.1f}s, seq {rows[-1][2]:.0f} q/s, batch {rows[-1][3]:.0f} q/s, nDCG@10 "

@@ -33,6 +33,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks._common import write_report
+
 SPEC = "bi-encoder:all-MiniLM-L6-v2?max_length=128&num_threads={threads}"
 
 
@@ -147,11 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         f"--depth {args.depth} --workers {args.workers} --repeats {args.repeats}`",
         "",
     ]
-    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(args.report + ".partial")
-    partial.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(partial, args.report)
-    print("\n".join(lines))
+    write_report(args.report, lines)
     return 0
 
 
