@@ -122,6 +122,7 @@ class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
         (pooling, normalisation) in torch, as ``SentenceTransformer.encode`` does."""
         import onnxruntime as ort
         import torch
+        from tqdm.auto import tqdm
 
         from distilir.teachers.cross_encoder import _export_onnx, sensible_threads
 
@@ -141,7 +142,8 @@ class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
         out: list[np.ndarray | None] = [None] * len(texts)
         tail = list(self._model)[1:]
         with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
+            starts = range(0, len(texts), self.batch_size)
+            for start in tqdm(starts, desc="encoding (onnx)", unit="batch", disable=not self.show_progress):
                 idx = order[start : start + self.batch_size]
                 batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in names}, return_tensors="np")
                 feed = {k: np.asarray(batch[k], dtype=np.int64) for k in names}
