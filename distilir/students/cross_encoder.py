@@ -66,6 +66,10 @@ class CrossEncoderStudent(BaseStudent):
             raise StudentError(
                 f"model must be a name, a folder or a CrossEncoder, got {type(model).__name__}"
             )
+        # A folder saved as a bi-encoder (BertModel, ...) has no classification head: the one
+        # transformers adds is freshly initialised (optim.head_lr can give it its own learning rate).
+        architectures = getattr(self.model.config, "architectures", None) or []
+        self.head_is_new = not any(a.endswith("ForSequenceClassification") for a in architectures)
         if self.model.num_labels != 1:
             raise StudentError(
                 "a cross-encoder student needs exactly one output logit, the model has "
@@ -86,6 +90,16 @@ class CrossEncoderStudent(BaseStudent):
             mask=layout.mask.to(logits.device),
             regularization_loss=logits.new_zeros(()),
         )
+
+    def new_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters initialised from scratch when this student was built: the classification
+        head (every module of the transformers model outside its base encoder) when the checkpoint
+        had none, else nothing."""
+        if not self.head_is_new:
+            return []
+        hf = self.model.model
+        prefix = f"{hf.base_model_prefix}."
+        return [p for name, p in hf.named_parameters() if not name.startswith(prefix)]
 
     def get_config_dict(self) -> dict[str, Any]:
         return {

@@ -26,6 +26,7 @@ YAML layout (every key optional except where noted; defaults in the dataclasses 
       batch_size: 16
       steps: 200                  # or epochs: 1 (steps wins when both are set)
       lr: 2.0e-5
+      head_lr: null               # own rate for a freshly initialised head (cross-encoder from a bi-encoder)
       warmup_ratio: 0.1
       weight_decay: 0.01
       max_grad_norm: 1.0
@@ -247,12 +248,18 @@ class OptimConfig:
 
     ``steps`` counts optimiser steps; each consumes ``batch_size * grad_accumulation`` lists. When
     ``steps`` is null, ``epochs`` passes over the lists are made (fractions allowed).
+
+    ``head_lr`` is the learning rate of the parameters the student initialised from scratch (a
+    cross-encoder built from a bi-encoder checkpoint gets a random classification head, which needs
+    a much larger rate than the pretrained body to learn in a few hundred steps); null: ``lr``. The
+    schedule scales both rates alike.
     """
 
     batch_size: int = 16
     steps: int | None = None
     epochs: float = 1.0
     lr: float = 2e-5
+    head_lr: float | None = None
     warmup_steps: int | None = None
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
@@ -269,6 +276,10 @@ class OptimConfig:
             raise _fail("optim.epochs", "a positive number", self.epochs)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise _fail("optim.lr", "a positive learning rate such as 2e-5", self.lr)
+        if self.head_lr is not None and not (math.isfinite(self.head_lr) and self.head_lr > 0):
+            raise _fail(
+                "optim.head_lr", "a positive learning rate such as 1e-3, or null (then lr)", self.head_lr
+            )
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise _fail(
                 "optim.warmup_steps", "an integer >= 0 or null (then warmup_ratio is used)", self.warmup_steps

@@ -60,7 +60,7 @@ from distilir.training.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from distilir.training.config import CONFIG_FILE, TrainConfig
+from distilir.training.config import CONFIG_FILE, ConfigError, TrainConfig
 from distilir.training.data import (
     DataError,
     ListSampler,
@@ -301,17 +301,34 @@ class Trainer:
         return False
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
-        """AdamW; no weight decay on biases and LayerNorm weights (BERT's recipe, as HF Trainer does)."""
-        decay, no_decay = [], []
+        """AdamW; no weight decay on biases and LayerNorm weights (BERT's recipe, as HF Trainer does);
+        a freshly initialised head at ``optim.head_lr`` when set."""
+        optim = self.config.optim
+        new_ids: set[int] = set()
+        if optim.head_lr is not None:
+            new_ids = {id(p) for p in getattr(self.student, "new_parameters", list)()}
+            if not new_ids:
+                raise ConfigError(
+                    f"optim.head_lr is set ({optim.head_lr}) but the student "
+                    f"({self.config.student.kind}: {self.config.student.model}) has no freshly initialised "
+                    "parameters (only a cross-encoder built from a checkpoint without a classification head "
+                    "has). Remove optim.head_lr."
+                )
+        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
         for name, p in self.module.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.dim() < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-        groups = [
-            {"params": decay, "weight_decay": self.config.optim.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            no_decay = p.dim() < 2 or "LayerNorm" in name or "layer_norm" in name
+            groups.setdefault((id(p) in new_ids, no_decay), []).append(p)
+        param_groups = [
+            {
+                "params": params,
+                "weight_decay": 0.0 if no_decay else optim.weight_decay,
+                "lr": optim.head_lr if head else optim.lr,
+            }
+            for (head, no_decay), params in sorted(groups.items(), key=lambda item: item[0])
         ]
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=self.config.optim.lr)
+        return torch.optim.AdamW(param_groups, lr=optim.lr)
 
     # ------------------------------------------------------------------ the loop
 

@@ -169,6 +169,17 @@ def test_cross_encoder_seed_makes_the_new_head_reproducible(minilm_path, scifact
     assert set(out.loss_inputs(torch.zeros(1, 2))) == {"student_scores", "teacher_scores", "mask"}
 
 
+def test_cross_encoder_reports_its_new_head_until_saved(minilm_path, tmp_path):
+    """Built from a bi-encoder folder the head is new (optim.head_lr applies to it); saved and loaded
+    again, the checkpoint has a trained head and nothing is new."""
+    student = CrossEncoderStudent(minilm_path, max_length=32, seed=1)
+    hf = student.model.model
+    names = {n for n, p in hf.named_parameters() if any(p is q for q in student.new_parameters())}
+    assert names == {"classifier.weight", "classifier.bias"}
+    student.save(tmp_path / "ce")
+    assert CrossEncoderStudent(str(tmp_path / "ce"), max_length=32).new_parameters() == []
+
+
 # ---------------------------------------------------------------------------------------- registry
 def test_registry_and_loading_errors(tmp_path):
     assert sorted(STUDENTS) == ["bi_encoder", "cross_encoder", "splade"]

@@ -162,6 +162,42 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     )  # the rate used by the last step
 
 
+class FakeHeadStudent(FakeBagStudent):
+    """FAKE student whose projection plays a freshly initialised head (what a cross-encoder built from
+    a bi-encoder checkpoint reports through ``new_parameters``)."""
+
+    def new_parameters(self):
+        return list(self.proj.parameters())
+
+
+def test_head_lr_gives_the_new_head_its_own_rate_under_the_same_schedule(tmp_path):
+    from distilir.training.config import ConfigError
+
+    config = _config(tmp_path / "head", **{"optim.head_lr": 0.5, "optim.steps": 4})
+    trainer = Trainer(config, student=FakeHeadStudent(), lists=_lists())
+    head = {id(p) for p in trainer.student.new_parameters()}
+    rates = {}
+    for group in trainer.optimizer.param_groups:
+        for p in group["params"]:
+            rates[id(p)] = group["initial_lr"]
+    assert {rates[i] for i in head} == {0.5}
+    assert {r for i, r in rates.items() if i not in head} == {1e-2}
+    assert len(rates) == sum(1 for _ in trainer.module.parameters())
+    before = trainer.student.proj.weight.detach().clone()
+    result = trainer.train()
+    # the logged rate is the body's; both groups follow the warm-up / decay schedule by the same factor
+    assert [r["lr"] for r in result.history] == pytest.approx([0.0, 5e-3, 1e-2, 5e-3])
+    factors = [g["lr"] / g["initial_lr"] for g in trainer.optimizer.param_groups]
+    assert max(factors) == pytest.approx(min(factors))
+    assert not torch.equal(before, trainer.student.proj.weight)
+    with pytest.raises(ConfigError, match="no freshly initialised parameters"):
+        Trainer(
+            _config(tmp_path / "none", **{"optim.head_lr": 0.5}), student=FakeBagStudent(), lists=_lists()
+        )
+    with pytest.raises(ConfigError, match="optim.head_lr"):
+        _config(tmp_path / "bad", **{"optim.head_lr": -1.0})
+
+
 def test_non_finite_loss_stops_with_a_hint(tmp_path):
     from distilir.training import TrainingError
 
