@@ -6,8 +6,9 @@ Runs (``--runs``, comma separated; each is resumable and its result cached in ``
   distilled on SciFact train with Margin-MSE, listwise KL, KL + 0.1 InfoNCE (in-batch negatives) and
   InfoNCE + 0.1 KL; evaluated on SciFact
   test by exact dense retrieval over the full corpus (FAISS ``IndexFlatIP``), nDCG@10.
-* ``arguana-kl``: the same with listwise KL on ArguAna, whose only split is ``test``: a seeded half of
-  its queries is distilled, the other half evaluated (self-hits dropped, BEIR's rule).
+* ``arguana-margin_mse``, ``arguana-kl``, ``arguana-kl_infonce``, ``arguana-infonce_kl``: the same
+  losses on ArguAna, whose only split is ``test``: a seeded half of its queries is distilled, the
+  other half evaluated (self-hits dropped, BEIR's rule). Distillation needs no qrels.
 * ``splade-kl``: splade-tiny distilled with listwise KL + FLOPS; exact sparse retrieval on SciFact
   test, nDCG@10 and the mean number of non-zero terms per document and per query.
 * ``teacher``: the teacher itself reranking BM25's top ``--depth`` of SciFact test (the lists it
@@ -50,7 +51,10 @@ RUNS = (
     "minilm-kl",
     "minilm-kl_infonce",
     "minilm-infonce_kl",
+    "arguana-margin_mse",
     "arguana-kl",
+    "arguana-kl_infonce",
+    "arguana-infonce_kl",
     "splade-kl",
     "cross-kl",
 )
@@ -424,6 +428,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--max-length", type=int, default=128, help="training truncation of MiniLM students")
+    p.add_argument(
+        "--cross-max-length",
+        type=int,
+        default=256,
+        help="truncation of the cross-encoder student's joint (query, document) input",
+    )
+    p.add_argument(
+        "--head-lr",
+        type=float,
+        default=None,
+        help="cross-encoder student: learning rate of its new, random head (default: --lr)",
+    )
     p.add_argument("--eval-max-length", type=int, default=256)
     p.add_argument(
         "--student-temperature",
@@ -573,11 +589,13 @@ def main(argv: list[str] | None = None) -> int:
                 store,
                 "scifact",
                 "train",
-                {"kind": "cross_encoder", "model": "all-MiniLM-L6-v2", "max_length": 2 * args.max_length},
+                {"kind": "cross_encoder", "model": "all-MiniLM-L6-v2", "max_length": args.cross_max_length},
                 loss_sets["kl_raw"],
                 args,
                 work,
+                extra={"optim.head_lr": args.head_lr},
             )
+            info.update(head_lr=args.head_lr, max_length=args.cross_max_length)
             record(
                 name,
                 {
@@ -586,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
                     "notes": f"reranks BM25 top {args.rerank_depth}",
                 },
             )
-        elif run == "arguana-kl":
+        elif run.startswith("arguana-"):
             arguana = load_dataset("arguana", data_dir=args.data_dir)
             distil = split_queries(arguana, "test", "distil", args.seed)
             held_out = split_queries(arguana, "test", "eval", args.seed)
@@ -602,7 +620,12 @@ def main(argv: list[str] | None = None) -> int:
                     "arguana (held-out half): BM25 (measured)",
                     _evaluate(bm25_run(arguana, "test", held_out, 1000, work), arguana, "test", held_out),
                 )
-            folder, info = train_run(run, a_store, "arguana", "test", student_l6, loss_sets["kl"], args, work)
+            loss = run.split("-", 1)[1]
+            scale = {"data.teacher_scale": args.margin_teacher_scale} if loss == "margin_mse" else {}
+            folder, info = train_run(
+                run, a_store, "arguana", "test", student_l6, loss_sets[loss], args, work, extra=scale
+            )
+            info["candidates"] = f"{args.first_stage} top {args.depth}"
             record(
                 name,
                 {
