@@ -1,7 +1,8 @@
 """The generated benchmark report: Markdown tables, a JSON dump, and matplotlib plots.
 
 - effectiveness (nDCG@10) against single-query latency per system and dataset (a Pareto chart);
-- a paired t-test per query of each system against BM25 on the same dataset and split;
+- a paired t-test per query of each system against BM25 on the same dataset and split, and of each
+  condition against the one it names with ``compare_to`` (a student against its base model);
 - training curves of distilled students (:func:`plot_training_curves`, from each run's
   ``metrics.jsonl``).
 """
@@ -17,10 +18,26 @@ from pathlib import Path
 __all__ = ["plot_training_curves", "write_markdown"]
 
 
-def _significance(results) -> dict[str, tuple[float, float]]:
-    """condition id -> (mean nDCG@10 difference vs BM25, p-value of a paired t-test)."""
+def _paired(r, b) -> tuple[float, float, tuple[int, int, int]] | None:
+    """(mean nDCG@10 difference r - b, p-value of a paired t-test, wins/ties/losses) over the queries
+    both evaluated; None when there is nothing to test."""
     from scipy.stats import ttest_rel
 
+    qids = sorted(set(b.per_query) & set(r.per_query))
+    xs = [r.per_query[q].get("nDCG@10", 0.0) for q in qids]
+    ys = [b.per_query[q].get("nDCG@10", 0.0) for q in qids]
+    if len(qids) < 2 or xs == ys:
+        return None
+    wtl = (
+        sum(x > y for x, y in zip(xs, ys, strict=True)),
+        sum(x == y for x, y in zip(xs, ys, strict=True)),
+        sum(x < y for x, y in zip(xs, ys, strict=True)),
+    )
+    return sum(xs) / len(xs) - sum(ys) / len(ys), float(ttest_rel(xs, ys).pvalue), wtl
+
+
+def _significance(results) -> dict[str, tuple[float, float]]:
+    """condition id -> (mean nDCG@10 difference vs BM25, p-value of a paired t-test)."""
     out = {}
     base = {
         (r.condition.dataset, r.condition.split): r
@@ -32,13 +49,28 @@ def _significance(results) -> dict[str, tuple[float, float]]:
         b = base.get((r.condition.dataset, r.condition.split))
         if b is None or b is r:
             continue
-        qids = sorted(set(b.per_query) & set(r.per_query))
-        xs = [r.per_query[q].get("nDCG@10", 0.0) for q in qids]
-        ys = [b.per_query[q].get("nDCG@10", 0.0) for q in qids]
-        if len(qids) > 1 and any(x != y for x, y in zip(xs, ys, strict=True)):
-            stat = ttest_rel(xs, ys)
-            out[r.condition.id] = (sum(xs) / len(xs) - sum(ys) / len(ys), float(stat.pvalue))
+        tested = _paired(r, b)
+        if tested is not None:
+            out[r.condition.id] = tested[:2]
     return out
+
+
+def _comparisons(results) -> list[str]:
+    """Markdown rows for the conditions that name another with ``compare_to`` (a student against its
+    base model), when both ran."""
+    by_id = {r.condition.id: r for r in results}
+    rows = []
+    for r in results:
+        b = by_id.get(r.condition.compare_to or "")
+        tested = _paired(r, b) if b is not None else None
+        if tested is None:
+            continue
+        diff, p, (w, t, loss) = tested
+        rows.append(
+            f"| {r.condition.id} | {b.condition.id} | {r.metrics.get('nDCG@10', float('nan')):.4f} "
+            f"| {b.metrics.get('nDCG@10', float('nan')):.4f} | {diff:+.4f} | {p:.3g} | {w}/{t}/{loss} |"
+        )
+    return rows
 
 
 def plot_training_curves(runs: dict[str, Path], path: Path, smooth: int = 5) -> Path | None:
@@ -162,6 +194,19 @@ def write_markdown(results, out_dir: Path, wall_s: float, unavailable: dict[str,
             )
             + " |"
         )
+    compared = _comparisons(results)
+    if compared:
+        lines += [
+            "",
+            "## Against a named baseline",
+            "",
+            "Conditions with `compare_to` (a distilled student against the model it started from): paired "
+            "t-test over the queries, and per-query wins / ties / losses on nDCG@10.",
+            "",
+            "| condition | against | nDCG@10 | baseline nDCG@10 | Δ | p | W/T/L |",
+            "|---|---|---:|---:|---:|---:|---|",
+            *compared,
+        ]
     if plot:
         lines += ["", "## Effectiveness against query latency", "", f"![Pareto chart]({plot.name})"]
     lines += [

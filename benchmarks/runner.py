@@ -20,6 +20,9 @@ Pipelines:
                ``{cache}`` in PATH is $DISTILIR_CACHE or ~/.cache/distilir; ``trained_by`` says how)
                or re-ranking with a cross-encoder student (``kind: cross-encoder``)
 
+Any condition may name another of its dataset with ``compare_to: NAME`` (a student against the model
+it started from): the report adds a paired t-test against it, beside the one against BM25.
+
 For every condition the runner prints OK / FAIL per expected metric (FAIL exits non-zero), and
 records efficiency beside effectiveness: index build time and size, search latency p50/p99 over
 single queries, batched queries/s, and (for rerank) pairs/s.
@@ -65,6 +68,7 @@ class Condition:
     published: dict[str, tuple[float, str]] = field(default_factory=dict)
     ci: bool = False
     source: str = ""
+    compare_to: str | None = None  # id of the condition this one is tested against (e.g. its base model)
 
     @property
     def id(self) -> str:
@@ -94,7 +98,8 @@ def load_conditions(paths: Iterable[Path] | None = None) -> list[Condition]:
             raise ConditionError(f"{path}: expected a mapping with 'dataset', 'split' and 'conditions'")
         for i, raw in enumerate(doc["conditions"]):
             where = f"{path}: condition #{i + 1}"
-            unknown = set(raw) - {"name", "pipeline", "expected", "published", "ci", "split", "dataset"}
+            known = {"name", "pipeline", "expected", "published", "ci", "split", "dataset", "compare_to"}
+            unknown = set(raw) - known
             if unknown:
                 raise ConditionError(f"{where}: unknown keys {sorted(unknown)}")
             pipeline = dict(raw.get("pipeline") or {})
@@ -114,12 +119,24 @@ def load_conditions(paths: Iterable[Path] | None = None) -> list[Condition]:
                     published=published,
                     ci=bool(raw.get("ci", False)),
                     source=str(path.name),
+                    compare_to=(
+                        f"{raw.get('dataset', doc['dataset'])}/{raw['compare_to']}"
+                        if raw.get("compare_to")
+                        else None
+                    ),
                 )
             )
     ids = [c.id for c in out]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
         raise ConditionError(f"duplicate condition ids: {sorted(dupes)}")
+    for c in out:
+        if c.compare_to is not None and c.compare_to not in ids:
+            target = c.compare_to[len(c.dataset) + 1 :]
+            raise ConditionError(
+                f"{c.source}: condition {c.name!r} has compare_to {target!r}, which "
+                f"is not a condition of dataset {c.dataset}; name one of its conditions (e.g. its base model)"
+            )
     return out
 
 
@@ -405,6 +422,7 @@ def results_to_json(results: list[ConditionResult]) -> list[dict]:
                 for c in r.checks
             ],
             "published": {m: {"value": v, "source": s} for m, (v, s) in r.condition.published.items()},
+            "compare_to": r.condition.compare_to,
         }
         for r in results
     ]

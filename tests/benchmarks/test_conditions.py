@@ -64,3 +64,42 @@ def test_full_collection_conditions_get_their_collection_conventions():
     for year in ("2019", "2020"):
         dl = conventions_for(by_id[f"msmarco-passage/trec-dl-{year}/judged/bm25"].dataset)
         assert dl.relevance_level == 2  # binary measures count grade >= 2, nDCG uses the grades
+
+
+def test_compare_to_adds_a_paired_test_against_the_named_condition(data_dir, tmp_path):
+    """Two real BM25 runs on vaswani (different k1): the report's row for the one naming the other holds
+    the per-query difference, the paired t-test and the wins/ties/losses computed here by hand."""
+    from scipy.stats import ttest_rel
+
+    from benchmarks.report import write_markdown
+
+    f = tmp_path / "pair.yaml"
+    f.write_text(
+        "dataset: vaswani\nconditions:\n"
+        "  - name: base\n    pipeline: {type: first_stage, retriever: bm25, k1: 0.9, b: 0.4}\n"
+        "  - name: other\n    pipeline: {type: first_stage, retriever: bm25, k1: 2.0, b: 0.9}\n"
+        "    compare_to: base\n"
+    )
+    base, other = load_conditions([f])
+    assert other.compare_to == "vaswani/base" and base.compare_to is None
+    rb, ro = (
+        run_condition(c, data_dir=str(data_dir), cache_dir=tmp_path, measure_latency=2) for c in (base, other)
+    )
+    qids = sorted(rb.per_query)
+    xs = [ro.per_query[q]["nDCG@10"] for q in qids]
+    ys = [rb.per_query[q]["nDCG@10"] for q in qids]
+    assert xs != ys
+    pairs = list(zip(xs, ys, strict=True))
+    wins, losses = sum(x > y for x, y in pairs), sum(x < y for x, y in pairs)
+    expected = (
+        f"| vaswani/other | vaswani/base | {ro.metrics['nDCG@10']:.4f} | {rb.metrics['nDCG@10']:.4f} "
+        f"| {sum(xs) / len(xs) - sum(ys) / len(ys):+.4f} | {ttest_rel(xs, ys).pvalue:.3g} "
+        f"| {wins}/{len(qids) - wins - losses}/{losses} |"
+    )
+    report = write_markdown([rb, ro], tmp_path / "report", wall_s=1.0).read_text()
+    assert "## Against a named baseline" in report
+    assert expected in report.splitlines()
+
+    f.write_text(f.read_text().replace("compare_to: base", "compare_to: bsae"))
+    with pytest.raises(ConditionError, match="compare_to 'bsae'.*not a condition of dataset vaswani"):
+        load_conditions([f])
