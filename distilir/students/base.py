@@ -291,12 +291,13 @@ class BaseStudent(nn.Module):
         tag = uuid.uuid4().hex[:8]
         tmp = path.parent / f".{path.name}.partial-{tag}"
         old = path.parent / f".{path.name}.old-{tag}"
+        config = self.get_config_dict()
         try:
-            self.model.save(str(tmp), create_model_card=False)
+            self._write_model(tmp)
             manifest = {
                 "format": STUDENT_FORMAT,
                 "kind": self.kind,
-                "config": self.get_config_dict(),
+                "config": config,
                 "producer": _producer(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
@@ -311,6 +312,10 @@ class BaseStudent(nn.Module):
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(old, ignore_errors=True)
         return path
+
+    def _write_model(self, folder: Path) -> None:
+        """Hook of :meth:`save`: write the model's own folder (sentence-transformers format)."""
+        self.model.save(str(folder), create_model_card=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **overrides: Any) -> BaseStudent:

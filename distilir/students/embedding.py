@@ -8,6 +8,7 @@ the batching around it is ours, because ``encode`` runs under ``torch.inference_
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,10 +43,25 @@ class EmbeddingStudent(BaseStudent):
         self.document_prompt = resolve_prompt(self.model, "document", document_prompt)
 
     def _set_max_length(self, max_length: int | None) -> None:
+        """``max_length`` is the truncation while *training* (short lists of long documents cost
+        quadratically); the starting model's own truncation is kept for inference: ``save`` writes
+        it into the model folder, so a student trained at 128 tokens still encodes documents as its
+        base did."""
+        self.inference_max_length = self.model.max_seq_length
         if max_length is not None:
             if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
                 raise StudentError(f"max_length must be a positive number of tokens, got {max_length!r}")
             self.model.max_seq_length = max_length
+
+    def _write_model(self, folder: Path) -> None:
+        """The model folder with the starting model's inference truncation (``inference_max_length``)
+        rather than the training ``max_length``; the manifest keeps the training setting."""
+        training = self.model.max_seq_length
+        self.model.max_seq_length = self.inference_max_length
+        try:
+            super()._write_model(folder)
+        finally:
+            self.model.max_seq_length = training
 
     def _embed(self, texts: Sequence[str], task: str) -> Tensor:
         from sentence_transformers.util import batch_to_device

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -136,7 +138,7 @@ def test_quadratic_warmup_schedule():
 
 def test_splade_regularization_matches_flops_of_its_vectors(splade_model, scifact_batch):
     student = SpladeStudent(
-        splade_model, flops_query=1e-3, flops_doc=2e-3, flops_warmup_steps=10, max_length=32
+        copy.deepcopy(splade_model), flops_query=1e-3, flops_doc=2e-3, flops_warmup_steps=10, max_length=32
     ).eval()
     assert student.set_progress(5) == pytest.approx((2.5e-4, 5e-4))
     out = student.forward_scores(scifact_batch.queries, scifact_batch.docs)

@@ -110,6 +110,11 @@ def test_save_load_round_trip(kind, make_student, scifact_batch, tmp_path):
     assert {k: v for k, v in loaded.get_config_dict().items() if k != "model"} == {
         k: v for k, v in student.get_config_dict().items() if k != "model"
     }
+    if kind != "cross_encoder":
+        # trained at 32 tokens, the saved model still truncates as its base did at inference
+        assert student.model.max_seq_length == 32 and student.inference_max_length > 32
+        assert type(student.model)(str(path), device="cpu").max_seq_length == student.inference_max_length
+        assert loaded.model.max_seq_length == 32  # the training setting comes back from the manifest
     # Saving again over it replaces it and leaves no temporary folders behind.
     student.save(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student"]
