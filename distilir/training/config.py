@@ -457,11 +457,22 @@ class TrainConfig:
         what must be equal for a checkpoint to be resumed under this config. Evaluation, logging and
         output settings may change between the interrupted and the resumed process."""
         d = self.to_dict()
-        return {key: d[key] for key in ("student", "losses", "flops", "data", "optim")}
+        out = {key: d[key] for key in ("student", "losses", "flops", "data", "optim")}
+        # Fields added after checkpoints existed are left out while they hold the value that
+        # reproduces the old behaviour, so those checkpoints stay resumable (same hash as before).
+        for (section, name), neutral in _ADDED_FIELDS.items():
+            if out[section].get(name, neutral) == neutral:
+                out[section].pop(name, None)
+        return out
 
     def trajectory_hash(self) -> str:
         blob = json.dumps(self.trajectory_dict(), sort_keys=True, default=str).encode()
         return sha256(blob).hexdigest()[:16]
+
+
+#: (section, field) -> the value under which a field added later changes nothing; see
+#: :meth:`TrainConfig.trajectory_dict`. Add a field here when adding it to a trajectory section.
+_ADDED_FIELDS: dict[tuple[str, str], Any] = {("optim", "head_lr"): None}
 
 
 # --------------------------------------------------------------------------- loading

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from hashlib import sha256
 
 import pytest
 import yaml
@@ -138,6 +140,18 @@ def test_trajectory_hash_covers_only_what_changes_the_weights(tmp_path):
         {"data.candidates_per_query": 4},
     ):
         assert cfg.replace(change).trajectory_hash() != cfg.trajectory_hash(), change
+
+
+def test_a_field_added_later_keeps_older_checkpoints_resumable(tmp_path):
+    # Checkpoints written before optim.head_lr existed hashed the trajectory sections without it;
+    # at its neutral value (null) the hash must be that same hash, and any other value changes it.
+    cfg = load_config(_write(tmp_path))
+    d = cfg.to_dict()
+    before = {key: d[key] for key in ("student", "losses", "flops", "data", "optim")}
+    del before["optim"]["head_lr"]
+    old_hash = sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert cfg.optim.head_lr is None and cfg.trajectory_hash() == old_hash
+    assert cfg.replace({"optim.head_lr": 1e-3}).trajectory_hash() != old_hash
 
 
 def test_apply_overrides_does_not_touch_its_input():
