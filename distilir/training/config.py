@@ -466,8 +466,19 @@ class TrainConfig:
         return out
 
     def trajectory_hash(self) -> str:
-        blob = json.dumps(self.trajectory_dict(), sort_keys=True, default=str).encode()
-        return sha256(blob).hexdigest()[:16]
+        return _hash(self.trajectory_dict())
+
+    def accepted_trajectory_hashes(self) -> set[str]:
+        """Hashes a checkpoint may carry to be resumed under this config: :meth:`trajectory_hash`,
+        and the hash that spells the later-added fields out at their neutral values (written by
+        versions that hashed them that way)."""
+        d = self.to_dict()
+        spelled_out = {key: d[key] for key in ("student", "losses", "flops", "data", "optim")}
+        return {self.trajectory_hash(), _hash(spelled_out)}
+
+
+def _hash(trajectory: dict[str, Any]) -> str:
+    return sha256(json.dumps(trajectory, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 #: (section, field) -> the value under which a field added later changes nothing; see

@@ -565,7 +565,7 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
         state = ckpt["state"]
-        if state.get("trajectory_hash") != self.config.trajectory_hash():
+        if state.get("trajectory_hash") not in self.config.accepted_trajectory_hashes():
             raise CheckpointError(
                 f"{path} was written by a run with other student/loss/data/optimisation settings "
                 f"(config hash {state.get('trajectory_hash')} vs {self.config.trajectory_hash()}); compare "

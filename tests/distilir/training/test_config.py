@@ -152,6 +152,12 @@ def test_a_field_added_later_keeps_older_checkpoints_resumable(tmp_path):
     old_hash = sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
     assert cfg.optim.head_lr is None and cfg.trajectory_hash() == old_hash
     assert cfg.replace({"optim.head_lr": 1e-3}).trajectory_hash() != old_hash
+    # Checkpoints written while the field was hashed spelled out (null) resume too.
+    spelled = sha256(
+        json.dumps(cfg.trajectory_dict() | {"optim": cfg.to_dict()["optim"]}, sort_keys=True).encode()
+    )
+    assert cfg.accepted_trajectory_hashes() == {old_hash, spelled.hexdigest()[:16]}
+    assert cfg.replace({"optim.lr": 1.0}).accepted_trajectory_hashes().isdisjoint({old_hash})
 
 
 def test_apply_overrides_does_not_touch_its_input():
