@@ -100,6 +100,21 @@ def _new_index(config: FirstStageConfig):
     raise AssertionError("hybrid is built from its parts")  # pragma: no cover
 
 
+def _same_encoder(manifest: Mapping[str, Any], config: FirstStageConfig) -> bool:
+    """Whether a cached dense / sparse index was built by the weights now in ``config.model``'s folder.
+
+    The cache key holds the model *name*; a student re-trained or re-saved in place keeps its path and
+    changes its weights, and its old index must then be rebuilt, not loaded (loading it would refuse
+    the new query encoder). Hub ids not on disk have no fingerprint and are not compared."""
+    if config.retriever not in ("dense", "sparse"):
+        return True
+    from distilir_index.models import fingerprint_folder, resolve_model
+
+    recorded = (manifest.get("encoder") or {}).get("fingerprint")
+    current = fingerprint_folder(resolve_model(config.model))
+    return recorded is None or current is None or recorded == current
+
+
 def build_index(
     dataset, config: FirstStageConfig, cache_dir: str | Path | None = None, refresh: bool = False
 ):
@@ -122,7 +137,7 @@ def build_index(
     path = root / f"{dataset.name.replace('/', '_')}-{config.cache_key(fingerprint)}"
     if not refresh and (path / "manifest.json").is_file():
         manifest = read_manifest(path)
-        if manifest["corpus"].get("fingerprint") == fingerprint:
+        if manifest["corpus"].get("fingerprint") == fingerprint and _same_encoder(manifest, config):
             return load_index(path)
     index = _new_index(config)
     _index_docs(index, dataset, desc=f"indexing {dataset.name} ({config.retriever})")
