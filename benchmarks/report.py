@@ -74,7 +74,7 @@ def _comparisons(results) -> list[str]:
 
 
 def plot_training_curves(runs: dict[str, Path], path: Path, smooth: int = 5) -> Path | None:
-    """One panel per loss family: each run's training loss per step (thin) and its moving average
+    """One panel per run (four per row): each run's training loss per step (thin) and its moving average
     over ``smooth`` steps (thick), read from ``<run>/metrics.jsonl`` (train lines). Runs without a
     metrics file are left out; returns None when none has one."""
     import matplotlib
@@ -94,8 +94,12 @@ def plot_training_curves(runs: dict[str, Path], path: Path, smooth: int = 5) -> 
             curves[label] = (np.array([r["step"] for r in rows]), np.array([r["loss"] for r in rows]))
     if not curves:
         return None
-    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.4), squeeze=False)
-    for ax, (label, (steps, loss)) in zip(axes[0], curves.items(), strict=True):
+    cols = min(4, len(curves))
+    rows = -(-len(curves) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(curves) :]:
+        ax.set_visible(False)
+    for ax, (label, (steps, loss)) in zip(axes.flat, curves.items(), strict=False):
         line = ax.plot(steps, loss, lw=0.8, alpha=0.4)[0]
         if len(loss) >= smooth:
             avg = np.convolve(loss, np.ones(smooth) / smooth, mode="valid")

@@ -1,0 +1,29 @@
+"""benchmarks.report.plot_training_curves: one panel per run, four per row, from metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.image as mpimg
+
+from benchmarks.report import plot_training_curves
+
+
+def _run(folder, losses):
+    folder.mkdir(parents=True)
+    lines = [{"type": "train", "step": i + 1, "loss": v} for i, v in enumerate(losses)]
+    lines.append({"type": "eval", "step": len(losses), "nDCG@10": 0.5})  # not a training line
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return folder
+
+
+def test_runs_wrap_four_per_row_and_runs_without_metrics_are_left_out(tmp_path):
+    runs = {f"run {i}": _run(tmp_path / f"r{i}", [1.0 / (s + 1) for s in range(12)]) for i in range(5)}
+    runs["not trained"] = tmp_path / "missing"
+    out = plot_training_curves(runs, tmp_path / "curves.png")
+    height, width = mpimg.imread(out).shape[:2]
+    # 5 runs -> 2 rows of 4 panels at 4 x 3.2 inches each, 110 dpi
+    assert (width, height) == (4 * 4 * 110, round(2 * 3.2 * 110))
+    one = plot_training_curves({"run 0": runs["run 0"]}, tmp_path / "one.png")
+    assert mpimg.imread(one).shape[:2] == (round(3.2 * 110), 4 * 110)
+    assert plot_training_curves({"x": tmp_path / "missing"}, tmp_path / "none.png") is None
