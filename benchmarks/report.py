@@ -73,6 +73,14 @@ def _comparisons(results) -> list[str]:
     return rows
 
 
+def train_curve(rows: list[dict]) -> tuple[list[int], list[float]]:
+    """(steps, losses) of the training lines of a metrics.jsonl, one value per step. A run resumed
+    from an earlier checkpoint appends the steps it replays again; the later line wins."""
+    by_step = {int(r["step"]): float(r["loss"]) for r in rows if r.get("type") == "train" and "loss" in r}
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
+
+
 def plot_training_curves(runs: dict[str, Path], path: Path, smooth: int = 5) -> Path | None:
     """One panel per run (four per row): each run's training loss per step (thin) and its moving average
     over ``smooth`` steps (thick), read from ``<run>/metrics.jsonl`` (train lines). Runs without a
@@ -89,9 +97,9 @@ def plot_training_curves(runs: dict[str, Path], path: Path, smooth: int = 5) -> 
         if not f.is_file():
             continue
         rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-        rows = [r for r in rows if r.get("type") == "train" and "loss" in r]
-        if rows:
-            curves[label] = (np.array([r["step"] for r in rows]), np.array([r["loss"] for r in rows]))
+        steps, losses = train_curve(rows)
+        if steps:
+            curves[label] = (np.array(steps), np.array(losses))
     if not curves:
         return None
     cols = min(4, len(curves))

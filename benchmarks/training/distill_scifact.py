@@ -634,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
                     "notes": f"distilled on {len(distil)} queries, evaluated on the other {len(held_out)}",
                 },
             )
+    write_report(results, args)  # also when every asked-for run was cached: refreshes text and figure
     return 0
 
 

@@ -6,7 +6,7 @@ import json
 
 import matplotlib.image as mpimg
 
-from benchmarks.report import plot_training_curves
+from benchmarks.report import plot_training_curves, train_curve
 
 
 def _run(folder, losses):
@@ -27,3 +27,11 @@ def test_runs_wrap_four_per_row_and_runs_without_metrics_are_left_out(tmp_path):
     one = plot_training_curves({"run 0": runs["run 0"]}, tmp_path / "one.png")
     assert mpimg.imread(one).shape[:2] == (round(3.2 * 110), 4 * 110)
     assert plot_training_curves({"x": tmp_path / "missing"}, tmp_path / "none.png") is None
+
+
+def test_a_resumed_run_is_one_curve_with_the_replayed_steps_from_the_resumed_process():
+    first = [{"type": "train", "step": s, "loss": 1.0} for s in range(1, 8)]  # killed after step 7
+    resumed = [{"type": "train", "step": s, "loss": 2.0} for s in range(5, 10)]  # from checkpoint 4
+    steps, losses = train_curve([*first, {"type": "eval", "step": 7}, *resumed])
+    assert steps == list(range(1, 10))
+    assert losses == [1.0] * 4 + [2.0] * 5
