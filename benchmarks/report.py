@@ -124,22 +124,47 @@ def plot_training_curves(runs: dict[str, Path], path: Path, smooth: int = 5) -> 
     return path
 
 
-def _pareto_plot(results, path: Path) -> Path | None:
+def _pareto_points(results) -> list[tuple[str, str, float, float]]:
+    return [
+        (r.condition.dataset, r.condition.name, r.efficiency["latency_p50_ms"], r.metrics["nDCG@10"])
+        for r in results
+        if "latency_p50_ms" in r.efficiency and r.metrics.get("nDCG@10") is not None
+    ]
+
+
+def pareto_plot_from_json(results_json: Path, path: Path) -> Path | None:
+    """Redraw the Pareto chart from a report's results.json (no condition is re-run)."""
+    rows = json.loads(Path(results_json).read_text(encoding="utf-8"))
+    points = [
+        (
+            r["id"].rsplit("/", 1)[0],
+            r["id"].rsplit("/", 1)[1],
+            r["efficiency"]["latency_p50_ms"],
+            r["metrics"]["nDCG@10"],
+        )
+        for r in rows
+        if "latency_p50_ms" in r["efficiency"] and r["metrics"].get("nDCG@10") is not None
+    ]
+    return _pareto_plot(points, path)
+
+
+def _pareto_plot(points: list[tuple[str, str, float, float]], path: Path) -> Path | None:
+    """nDCG@10 against single-query p50 latency, one panel per dataset with at least two systems
+    (a lone BM25 point says nothing about a trade-off), two panels per row, with the Pareto front."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [
-        (r.condition.dataset, r.condition.name, r.efficiency["latency_p50_ms"], r.metrics.get("nDCG@10"))
-        for r in results
-        if "latency_p50_ms" in r.efficiency and r.metrics.get("nDCG@10") is not None
-    ]
-    if not points:
+    datasets = sorted(d for d in {p[0] for p in points} if sum(p[0] == d for p in points) >= 2)
+    if not datasets:
         return None
-    datasets = sorted({p[0] for p in points})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
-    for ax, d in zip(axes[0], datasets, strict=True):
+    cols = min(2, len(datasets))
+    rows = -(-len(datasets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 5 * rows), squeeze=False)
+    for ax in axes.flat[len(datasets) :]:
+        ax.set_visible(False)
+    for ax, d in zip(axes.flat, datasets, strict=False):
         pts = sorted((p for p in points if p[0] == d), key=lambda p: p[2])
         best = -1.0
         frontier = []
@@ -154,11 +179,12 @@ def _pareto_plot(results, path: Path) -> Path | None:
             ax.scatter(lat, ndcg, s=30)
             ax.annotate(name, (lat, ndcg), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
+        ax.margins(x=0.15, y=0.08)
         ax.set_xlabel("single-query latency p50 (ms, log scale)")
         ax.set_ylabel("nDCG@10")
         ax.set_title(d)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -170,7 +196,7 @@ def write_markdown(results, out_dir: Path, wall_s: float, unavailable: dict[str,
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results_to_json(results), indent=1) + "\n")
-    plot = _pareto_plot(results, out_dir / "pareto.png")
+    plot = _pareto_plot(_pareto_points(results), out_dir / "pareto.png")
     sig = _significance(results)
     lines = [
         "# distilir benchmark report",

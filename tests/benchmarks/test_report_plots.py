@@ -1,4 +1,5 @@
-"""benchmarks.report.plot_training_curves: one panel per run, four per row, from metrics.jsonl."""
+"""The report's figures: training curves (one panel per run, four per row, from metrics.jsonl) and
+the Pareto chart (one panel per dataset with a trade-off to show, redrawn from results.json)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import matplotlib.image as mpimg
 
-from benchmarks.report import plot_training_curves, train_curve
+from benchmarks.report import pareto_plot_from_json, plot_training_curves, train_curve
 
 
 def _run(folder, losses):
@@ -35,3 +36,24 @@ def test_a_resumed_run_is_one_curve_with_the_replayed_steps_from_the_resumed_pro
     steps, losses = train_curve([*first, {"type": "eval", "step": 7}, *resumed])
     assert steps == list(range(1, 10))
     assert losses == [1.0] * 4 + [2.0] * 5
+
+
+def _row(cid, ndcg, p50=None):
+    eff = {} if p50 is None else {"latency_p50_ms": p50}
+    return {"id": cid, "metrics": {"nDCG@10": ndcg}, "efficiency": eff}
+
+
+def test_pareto_chart_has_a_panel_per_dataset_with_a_trade_off(tmp_path):
+    rows = [
+        _row("scifact/bm25", 0.68, 0.2),
+        _row("scifact/minilm", 0.65, 20.0),
+        _row("trec-dl-2019-passage-pool/bm25", 0.44, 0.3),
+        _row("trec-dl-2019-passage-pool/splade", 0.67, 4.0),
+        _row("trec-dl-2019-passage-pool/shipped-run", 0.52),  # a run file: no latency, not drawn
+        _row("vaswani/bm25", 0.44, 0.4),  # one system: nothing to trade off, no panel
+    ]
+    (tmp_path / "results.json").write_text(json.dumps(rows))
+    out = pareto_plot_from_json(tmp_path / "results.json", tmp_path / "pareto.png")
+    assert mpimg.imread(out).shape[:2] == (5 * 120, 2 * 7 * 120)  # two panels side by side
+    (tmp_path / "one.json").write_text(json.dumps([_row("vaswani/bm25", 0.44, 0.4)]))
+    assert pareto_plot_from_json(tmp_path / "one.json", tmp_path / "none.png") is None
