@@ -124,38 +124,25 @@ def plot_training_curves(runs: dict[str, Path], path: Path, smooth: int = 5) -> 
     return path
 
 
-def _pareto_points(results) -> list[tuple[str, str, float, float]]:
-    return [
-        (r.condition.dataset, r.condition.name, r.efficiency["latency_p50_ms"], r.metrics["nDCG@10"])
-        for r in results
-        if "latency_p50_ms" in r.efficiency and r.metrics.get("nDCG@10") is not None
-    ]
-
-
 def pareto_plot_from_json(results_json: Path, path: Path) -> Path | None:
     """Redraw the Pareto chart from a report's results.json (no condition is re-run)."""
-    rows = json.loads(Path(results_json).read_text(encoding="utf-8"))
-    points = [
-        (
-            r["id"].rsplit("/", 1)[0],
-            r["id"].rsplit("/", 1)[1],
-            r["efficiency"]["latency_p50_ms"],
-            r["metrics"]["nDCG@10"],
-        )
-        for r in rows
-        if "latency_p50_ms" in r["efficiency"] and r["metrics"].get("nDCG@10") is not None
-    ]
-    return _pareto_plot(points, path)
+    return _pareto_plot(json.loads(Path(results_json).read_text(encoding="utf-8")), path)
 
 
-def _pareto_plot(points: list[tuple[str, str, float, float]], path: Path) -> Path | None:
-    """nDCG@10 against single-query p50 latency, one panel per dataset with at least two systems
-    (a lone BM25 point says nothing about a trade-off), two panels per row, with the Pareto front."""
+def _pareto_plot(rows: list[dict], path: Path) -> Path | None:
+    """nDCG@10 against single-query p50 latency from the report's JSON rows (:func:`results_to_json`),
+    one panel per dataset with at least two systems (a lone BM25 point says nothing about a
+    trade-off), two panels per row, with the Pareto front."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    points = [
+        (*r["id"].rsplit("/", 1), r["efficiency"]["latency_p50_ms"], r["metrics"]["nDCG@10"])
+        for r in rows
+        if "latency_p50_ms" in r["efficiency"] and r["metrics"].get("nDCG@10") is not None
+    ]
     datasets = sorted(d for d in {p[0] for p in points} if sum(p[0] == d for p in points) >= 2)
     if not datasets:
         return None
@@ -195,8 +182,9 @@ def write_markdown(results, out_dir: Path, wall_s: float, unavailable: dict[str,
     from benchmarks.runner import results_to_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results_to_json(results), indent=1) + "\n")
-    plot = _pareto_plot(_pareto_points(results), out_dir / "pareto.png")
+    rows = results_to_json(results)
+    (out_dir / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    plot = _pareto_plot(rows, out_dir / "pareto.png")
     sig = _significance(results)
     lines = [
         "# distilir benchmark report",

@@ -452,29 +452,29 @@ class TrainConfig:
         """A copy with overrides applied (same syntax as :func:`load_config`)."""
         return TrainConfig.from_dict(apply_overrides(self.to_dict(), overrides))
 
-    def trajectory_dict(self) -> dict[str, Any]:
+    def trajectory_dict(self, *, omit_neutral: bool = True) -> dict[str, Any]:
         """The fields that decide the sequence of weights (student, losses, data, optimisation), i.e.
         what must be equal for a checkpoint to be resumed under this config. Evaluation, logging and
-        output settings may change between the interrupted and the resumed process."""
+        output settings may change between the interrupted and the resumed process.
+
+        Fields added after checkpoints existed (``_ADDED_FIELDS``) are left out while they hold the
+        value that reproduces the old behaviour, so those checkpoints keep their hash; with
+        ``omit_neutral=False`` they are spelled out (as versions between their addition and this rule
+        hashed them)."""
         d = self.to_dict()
         out = {key: d[key] for key in ("student", "losses", "flops", "data", "optim")}
-        # Fields added after checkpoints existed are left out while they hold the value that
-        # reproduces the old behaviour, so those checkpoints stay resumable (same hash as before).
-        for (section, name), neutral in _ADDED_FIELDS.items():
-            if out[section].get(name, neutral) == neutral:
-                out[section].pop(name, None)
+        if omit_neutral:
+            for (section, name), neutral in _ADDED_FIELDS.items():
+                if out[section].get(name, neutral) == neutral:
+                    out[section].pop(name, None)
         return out
 
     def trajectory_hash(self) -> str:
         return _hash(self.trajectory_dict())
 
     def accepted_trajectory_hashes(self) -> set[str]:
-        """Hashes a checkpoint may carry to be resumed under this config: :meth:`trajectory_hash`,
-        and the hash that spells the later-added fields out at their neutral values (written by
-        versions that hashed them that way)."""
-        d = self.to_dict()
-        spelled_out = {key: d[key] for key in ("student", "losses", "flops", "data", "optim")}
-        return {self.trajectory_hash(), _hash(spelled_out)}
+        """Hashes a checkpoint may carry to be resumed under this config (see :meth:`trajectory_dict`)."""
+        return {self.trajectory_hash(), _hash(self.trajectory_dict(omit_neutral=False))}
 
 
 def _hash(trajectory: dict[str, Any]) -> str:
