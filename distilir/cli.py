@@ -221,6 +221,74 @@ def _add_retriever_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_queries_generate(args) -> int:
+    from distilir.queries import build_generator, generate_queries
+
+    ds = _dataset(args)
+    overrides = {}
+    if args.few_shot:
+        # few-shot examples from the collection's own training queries (seeded choice)
+        import random
+
+        pool = sorted(ds.queries(args.few_shot_split).values(), key=lambda q: q.id)
+        overrides["few_shot"] = [q.text for q in random.Random(args.seed).sample(pool, min(args.few_shot, len(pool)))]
+    generator = build_generator(args.generator, **overrides)
+    store, stats = generate_queries(
+        ds, generator, args.out, seed=args.seed, max_docs=args.max_docs, batch_docs=args.batch_docs,
+        progress=not args.quiet,
+    )
+    print(json.dumps({"store": str(Path(args.out)), "generator": generator.kind, **stats}, indent=2))
+    if len(store) == 0:
+        print(f"distilir: error: the generator wrote no query for {stats['documents']} documents", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_queries_info(args) -> int:
+    from collections import Counter
+
+    from distilir.queries import QueryStore
+
+    store = QueryStore.open(args.store)
+    types = Counter(r.type for r in store.rows())
+    info = {"store": str(store.path), "queries": len(store), "types": dict(types), **store.manifest}
+    info.pop("parts", None)
+    print(json.dumps(info, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def cmd_train_query_encoder(args) -> int:
+    from distilir.queries import QueryStore
+    from distilir.teachers.store import TeacherStore
+    from distilir.training.frozen_index import QuerySideConfig, split_dev, train_query_encoder
+
+    ds = _dataset(args)
+    queries: dict[str, str] = {}
+    dev_q, dev_qrels = {}, {}
+    if args.split:
+        judged = ds.qrels(args.split)
+        allq = ds.queries(args.split)
+        train_ids, dev_ids = split_dev(sorted(q for q in judged if q in allq), args.dev_fraction, seed=args.seed)
+        queries.update({q: allq[q].text for q in train_ids})
+        dev_q = {q: allq[q].text for q in dev_ids}
+        dev_qrels = {q: judged[q] for q in dev_ids}
+    for folder in args.queries or []:
+        queries.update({q: v.text for q, v in QueryStore.open(folder).queries().items()})
+    store = TeacherStore.open(args.teacher_store)
+    settings = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        settings[key] = json.loads(value) if value not in ("zscore", "minmax", "none") else value
+    summary = train_query_encoder(
+        args.index, queries, store.to_run(), args.out, dev_queries=dev_q or None, dev_qrels=dev_qrels or None,
+        config=QuerySideConfig(**settings), provenance={"teacher_store": store.manifest.get("fingerprint")},
+        progress=not args.quiet,
+    )
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2, default=str))
+    print(f"query encoder: {Path(args.out) / 'model'}  (use: Retriever.load(INDEX, query_encoder=that folder))")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distilir", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -293,6 +361,49 @@ def build_parser() -> argparse.ArgumentParser:
     from distilir.training.cli import add_train_parser
 
     add_train_parser(sub)
+
+    qu = sub.add_parser("queries", help="synthetic training queries").add_subparsers(dest="queries_command", required=True)
+    qg = qu.add_parser(
+        "generate",
+        help="write queries for a corpus into a resumable query store",
+        epilog="example: distilir queries generate --dataset scifact --generator 'crop?per_doc=2' --out q/",
+    )
+    qg.add_argument("--dataset", required=True)
+    qg.add_argument(
+        "--generator",
+        default="crop?per_doc=2",
+        help="title | crop?per_doc=N | llm:MODEL?types=question,claim | openai:URL?model=M | doc2query:MODEL "
+        "(default: crop?per_doc=2)",
+    )
+    qg.add_argument("--out", required=True, help="query store folder (created or resumed)")
+    qg.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    qg.add_argument("--max-docs", type=int, default=None, help="only the first N documents (default: all)")
+    qg.add_argument("--batch-docs", type=int, default=64, help="documents per committed part (default 64)")
+    qg.add_argument("--few-shot", type=int, default=0, help="LLM generators: N example queries from --few-shot-split")
+    qg.add_argument("--few-shot-split", default="train", help="split the few-shot examples come from (default train)")
+    qg.add_argument("--quiet", action="store_true", help="no progress bar")
+    qg.set_defaults(func=cmd_queries_generate)
+    qi = qu.add_parser("info", help="counts and provenance of a query store")
+    qi.add_argument("store")
+    qi.set_defaults(func=cmd_queries_info)
+
+    tq = sub.add_parser(
+        "train-query-encoder",
+        help="query-side distillation against a frozen dense index (the index is not changed)",
+        epilog="example: distilir train-query-encoder --dataset scifact --index idx/ --teacher-store store/ "
+        "--queries q/ --out runs/qs --set lr=2e-5",
+    )
+    tq.add_argument("--dataset", required=True)
+    tq.add_argument("--index", required=True, help="a dense index folder (distilir-index build --kind dense)")
+    tq.add_argument("--teacher-store", required=True, help="teacher scores of the training queries' candidates")
+    tq.add_argument("--split", default="train", help="collection queries to train on; '' for none (default train)")
+    tq.add_argument("--queries", action="append", help="a query store to train on too (repeatable)")
+    tq.add_argument("--dev-fraction", type=float, default=0.12, help="dev split carved from --split (default 0.12)")
+    tq.add_argument("--seed", type=int, default=0, help="seed of the dev split (default 0)")
+    tq.add_argument("--set", action="append", help="KEY=VALUE of QuerySideConfig (lr, epochs, full_kl, ...)")
+    tq.add_argument("--out", required=True, help="run folder (resumed when it exists)")
+    tq.add_argument("--quiet", action="store_true", help="no progress bar")
+    tq.set_defaults(func=cmd_train_query_encoder)
 
     de = sub.add_parser("demo", help="the main job end to end on the embedded default (scifact)")
     de.add_argument("--dataset", default="scifact")

@@ -510,6 +510,20 @@ class DenseIndex:
             return np.zeros((0, self.encoder.dimension), dtype=np.float32)
         return self._check_matrix(self.encoder.encode_queries(queries), "query vectors")
 
+    def ids(self) -> list[str]:
+        """Ids of the live documents, in the order of :meth:`vectors`."""
+        return [self._docs.ids[p] for p in np.flatnonzero(self._docs.live)]  # type: ignore[misc]
+
+    def vectors(self) -> np.ndarray:
+        """Float vectors of the live documents (``[len(self), dimension]``), in the order of
+        :meth:`ids`: read from the kept float store, else reconstructed from exact FAISS codes
+        (approximate for PQ / SQ codes). Reading them changes nothing on disk."""
+        self._materialize()
+        positions = np.flatnonzero(self._docs.live).astype(np.int64)
+        if not len(positions):
+            return np.zeros((0, self.dimension or 0), dtype=np.float32)
+        return np.ascontiguousarray(self._vectors_at(positions), dtype=np.float32)
+
     def _vectors_at(self, positions: np.ndarray) -> np.ndarray:
         """Float vectors of positions: the kept float store, else reconstructed from exact FAISS codes."""
         if self._vectors is not None:

@@ -14,7 +14,7 @@ import numpy as np
 from distilir_index.base import IndexError_
 from distilir_index.models import fingerprint_folder, resolve_model
 
-__all__ = ["DenseEncoder", "EncoderMismatch", "check_encoder_compatible"]
+__all__ = ["QUERY_ENCODER_MANIFEST", "DenseEncoder", "EncoderMismatch", "check_encoder_compatible"]
 
 #: Fields of Encoder.describe() that must match between the index and the query encoder.
 _IDENTITY_FIELDS = ("fingerprint", "dimension", "normalize", "pooling", "query_prompt", "document_prompt")
@@ -102,7 +102,7 @@ class DenseEncoder:
             if type(module).__name__ == "Pooling":
                 mode = getattr(module, "pooling_mode", None)
                 pooling = mode if isinstance(mode, str) else module.get_config_dict().get("pooling_mode")
-        return {
+        described = {
             "library": "sentence-transformers",
             "name": self.name,
             "path": folder,
@@ -114,6 +114,10 @@ class DenseEncoder:
             "query_prompt": self.query_prompt,
             "document_prompt": self.document_prompt,
         }
+        trained_for = _query_encoder_manifest(folder)
+        if trained_for is not None:
+            described["compatible_with"] = trained_for.get("document_encoder")
+        return described
 
     @classmethod
     def from_description(cls, described: Mapping[str, Any], model: Any = None, **kwargs: Any) -> DenseEncoder:
@@ -142,11 +146,39 @@ def _model_folder(model: Any) -> str | None:
     return path if path and os.path.isdir(path) else None
 
 
+#: file a query-side student carries beside its weights (written by distilir's frozen-index training)
+QUERY_ENCODER_MANIFEST = "query_encoder.json"
+
+
+def _query_encoder_manifest(folder: str | None) -> dict[str, Any] | None:
+    if not folder:
+        return None
+    file = os.path.join(folder, QUERY_ENCODER_MANIFEST)
+    if not os.path.isfile(file):
+        return None
+    import json
+
+    with open(file, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def check_encoder_compatible(index_encoder: Mapping[str, Any], query_encoder: Mapping[str, Any]) -> None:
     """Raise EncoderMismatch naming every field that differs between two encoder descriptions.
 
     A field missing on either side (e.g. no fingerprint for a hub model not on disk) is not compared.
+    A query encoder trained against a frozen index (its description has ``compatible_with``: the
+    document encoder it was trained for) is compared with that document encoder instead of its own
+    weights: it is accepted exactly for indexes built by that encoder, and refused for any other.
     """
+    trained_for = query_encoder.get("compatible_with")
+    if trained_for:
+        query_encoder = {**query_encoder, "fingerprint": trained_for.get("fingerprint")}
+        if trained_for.get("fingerprint") is None:
+            raise EncoderMismatch(
+                f"the query encoder {query_encoder.get('name')!r} was trained for a document encoder without a "
+                "weights fingerprint, so no index can be matched to it; retrain it against an index built from "
+                "a local model folder."
+            )
     diffs = []
     for key in _IDENTITY_FIELDS:
         a, b = index_encoder.get(key), query_encoder.get(key)
@@ -157,5 +189,10 @@ def check_encoder_compatible(index_encoder: Mapping[str, Any], query_encoder: Ma
             f"the query encoder {query_encoder.get('name')!r} does not match the encoder the index was "
             f"built with ({index_encoder.get('name')!r}): "
             + "; ".join(diffs)
-            + ". Load the index without naming a model to use its own encoder, or rebuild the index."
+            + (
+                f" (it is a query-side encoder trained for the document encoder {trained_for.get('name')!r}; "
+                "use it only with indexes that encoder built)"
+                if trained_for
+                else ". Load the index without naming a model to use its own encoder, or rebuild the index."
+            )
         )

@@ -86,13 +86,38 @@ class Retriever:
         self.manifest = dict(manifest) if manifest is not None else None
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, max_k: int = DEFAULT_MAX_K, **kwargs: Any) -> Retriever:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        max_k: int = DEFAULT_MAX_K,
+        query_encoder: str | os.PathLike[str] | Any = None,
+        **kwargs: Any,
+    ) -> Retriever:
         """Load a saved index of any kind (``distilir_index.loading.load_index`` picks the class
-        from manifest.json); ``kwargs`` go to that class's ``load`` (e.g. a query encoder ``model``)."""
+        from manifest.json); ``kwargs`` go to that class's ``load``.
+
+        Args:
+            query_encoder: a dense index only: encode queries with this model (folder, hub id,
+                packaged name or SentenceTransformer) instead of the index's own encoder, with the
+                index's recorded settings (normalisation, max length, prompts). It must be the same
+                encoder, or a query-side student trained against an index of the same document
+                encoder (its ``query_encoder.json`` says which); anything else raises
+                :class:`distilir_index.encoders.EncoderMismatch`. The index's files are not touched.
+        """
         from distilir_index.loading import load_index
 
         _register_builtin_kinds()
         manifest = read_manifest(path)  # a clear ManifestError before any model is loaded
+        if query_encoder is not None:
+            if manifest.get("kind") != "dense" or not manifest.get("encoder"):
+                raise IndexError_(
+                    f"query_encoder= needs a dense index that records its encoder; {path} is a "
+                    f"{manifest.get('kind')!r} index. Load it without query_encoder."
+                )
+            from distilir_index.encoders import DenseEncoder
+
+            kwargs["encoder"] = DenseEncoder.from_description(manifest["encoder"], model=query_encoder)
         index = load_index(path, **kwargs)
         return cls(index, max_k=max_k, path=path, manifest=manifest)
 

@@ -1,0 +1,219 @@
+"""Query-side distillation on a frozen index (issue: distillation that pays off), on the library.
+
+Pipeline, each step cached under ``--work-dir`` and resumable:
+
+1. the base dense index (all-MiniLM-L6-v2, flat) of the collection: ``--index`` (built with
+   ``distilir-index build``); its files are hashed before and after every run;
+2. training queries: the collection's train split minus a seeded dev split (``--dev-fraction``) and/or
+   synthetic queries from a :class:`distilir.queries.QueryStore` (``--generator``);
+3. candidates: RRF of BM25 and the base dense index, top ``--depth``, for every training query;
+4. teacher scores of those candidates in a :class:`distilir.teachers.store.TeacherStore`
+   (``--teacher``);
+5. one query-side run per ``--runs`` entry (:func:`distilir.training.frozen_index.train_query_encoder`),
+   model chosen on the dev split; then the test split evaluated once, by full-corpus exact search
+   through ``Retriever.load(index, query_encoder=...)``.
+
+Every run, failed ones too, is appended to ``<work-dir>/results.jsonl`` and the report
+``benchmarks/reports/query_side.md`` is rewritten from it.
+
+    DISTILIR_DATA_DIR=../shared/data HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.training.query_side \\
+        --dataset scifact --index /work/runs/scifact-minilm-flat --work-dir /work/runs/qs-scifact \\
+        --generator 'crop?per_doc=2' --runs kl,kl-synth
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPORT = Path(__file__).resolve().parents[1] / "reports" / "query_side.md"
+CHEAP_TEACHER = (
+    "ensemble?normalization=zscore:bi-encoder:all-MiniLM-L6-v2?backend=onnx*1+splade:splade-tiny*1+bm25*1"
+)
+
+#: name -> (query sources, QuerySideConfig overrides)
+RUNS: dict[str, tuple[str, dict[str, Any]]] = {
+    "kl": ("train", {}),
+    "kl-synth": ("train+synthetic", {}),
+    "synth-only": ("synthetic", {}),
+    "kl-t05": ("train+synthetic", {"teacher_temperature": 0.5}),
+    "kl-t2": ("train+synthetic", {"teacher_temperature": 2.0}),
+    "kl-minmax": ("train+synthetic", {"normalization": "minmax", "teacher_temperature": 0.3}),
+    "kl-lr5": ("train+synthetic", {"lr": 5e-5}),
+    "kl-2ep": ("train+synthetic", {"epochs": 2}),
+    "listkl-synth": ("train+synthetic", {"full_kl": 0.0, "list_kl": 1.0}),
+    "listkl": ("train", {"full_kl": 0.0, "list_kl": 1.0}),
+    "margin-synth": ("train+synthetic", {"full_kl": 0.0, "margin_mse": 1.0}),
+    "margin": ("train", {"full_kl": 0.0, "margin_mse": 1.0}),
+    "kl-infonce": ("train+synthetic", {"infonce": 0.1}),
+}
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(folder.iterdir()) if p.is_file()
+    }
+
+
+def candidates(ds, texts: dict[str, str], index_path: Path, depth: int, work: Path) -> dict[str, dict[str, float]]:
+    """RRF(BM25, base dense) top ``depth``; cached per query set."""
+    from distilir.candidates.first_stage import FirstStageConfig, build_index, iter_search
+    from distilir_index.dense import DenseIndex
+    from distilir_index.hybrid import HybridIndex
+
+    key = hashlib.sha256(json.dumps(sorted(texts.items())).encode()).hexdigest()[:12]
+    file = work / f"candidates-{depth}-{key}.json"
+    if file.is_file():
+        return json.loads(file.read_text())
+    bm25 = build_index(ds, FirstStageConfig("bm25"), cache_dir=work / "indexes")
+    dense = DenseIndex.load(index_path)
+    hybrid = HybridIndex(bm25, dense, method="rrf", rrf_k=60)
+    run = dict(iter_search(hybrid, texts, k=depth, desc="candidates (RRF bm25+dense)"))
+    file.write_text(json.dumps(run))
+    return run
+
+
+def teacher_scores(ds, queries, cands, spec: str, work: Path) -> tuple[dict, str]:
+    from distilir.teachers.factory import build_teacher
+    from distilir.teachers.store import TeacherStore
+
+    corpus = ds.corpus()
+    teacher = build_teacher(spec, corpus={d.id: d.full_text for d in corpus.values()})
+    path = work / "stores" / f"{ds.name}-{teacher.fingerprint}"
+    lists = {q: [d for d, _ in sorted(c.items(), key=lambda x: (-x[1], x[0]))] for q, c in cands.items() if q in queries}
+    source = {"dataset": ds.name, "retriever": "rrf(bm25, dense all-MiniLM-L6-v2)", "queries": len(lists)}
+    t0 = time.perf_counter()
+    with TeacherStore.open(path, teacher, candidate_source=source) as store:
+        stats = store.score(teacher, queries, corpus, lists, batch_queries=64, progress=True)
+        run = store.to_run()
+    print(f"teacher store {path}: {stats} in {time.perf_counter() - t0:.0f}s")
+    return run, teacher.fingerprint
+
+
+def evaluate_test(ds, split: str, index_path: Path, model_dir: Path | None, depth: int = 100) -> dict[str, float]:
+    from distilir.conventions import conventions_for
+    from distilir.evaluation import evaluate
+    from distilir_index import Retriever
+
+    retriever = Retriever.load(index_path, query_encoder=str(model_dir) if model_dir else None)
+    queries = ds.queries(split)
+    qids = sorted(queries)
+    hits = retriever.search_many([queries[q].text for q in qids], k=depth)
+    run = {q: {h.id: float(h.score) for h in hs} for q, hs in zip(qids, hits, strict=True)}
+    conv = conventions_for(ds.name)
+    res = evaluate(run, ds.qrels(split), ["nDCG@10", "R@100"], ignore_identical_ids=conv.ignore_identical_ids,
+                   relevance_level=conv.relevance_level)
+    return {k: round(v, 4) for k, v in res.aggregate.items()}, res
+
+
+def main(argv: list[str] | None = None) -> int:
+    from distilir.data import load_dataset
+    from distilir.queries import QueryStore, as_dataset, build_generator, generate_queries
+    from distilir.training.frozen_index import QuerySideConfig, split_dev, train_query_encoder
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="scifact")
+    p.add_argument("--train-split", default="train", help="collection queries to train on ('' for none)")
+    p.add_argument("--test-split", default="test")
+    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--work-dir", type=Path, required=True)
+    p.add_argument("--generator", default="crop?per_doc=2")
+    p.add_argument("--teacher", default=CHEAP_TEACHER)
+    p.add_argument("--depth", type=int, default=30)
+    p.add_argument("--dev-fraction", type=float, default=0.12)
+    p.add_argument("--synthetic-dev", type=int, default=0, help="no train split: dev = N synthetic queries")
+    p.add_argument("--runs", default="kl,kl-synth")
+    p.add_argument("--set", action="append", default=[], help="KEY=VALUE override of QuerySideConfig for all runs")
+    p.add_argument("--tag", default="")
+    args = p.parse_args(argv)
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    ds = load_dataset(args.dataset)
+    corpus = ds.corpus()
+
+    train_q, dev_q, dev_qrels = {}, {}, {}
+    if args.train_split:
+        qids = sorted(q for q in ds.qrels(args.train_split) if q in ds.queries(args.train_split))
+        train_ids, dev_ids = split_dev(qids, args.dev_fraction, seed=0)
+        allq = ds.queries(args.train_split)
+        train_q = {q: allq[q] for q in train_ids}
+        dev_q = {q: allq[q].text for q in dev_ids}
+        dev_qrels = {q: ds.qrels(args.train_split)[q] for q in dev_ids}
+    generator = build_generator(args.generator)
+    store_dir = work / "queries" / generator.fingerprint
+    _, gen_stats = generate_queries(ds, generator, store_dir, seed=0)
+    print(f"synthetic queries: {gen_stats}")
+    store = QueryStore.open(store_dir)
+    synth = store.queries()
+    if args.synthetic_dev and not args.train_split:
+        # no collection queries at all: hold out N synthetic queries (their source document as the
+        # one relevant document) for selection
+        ids = sorted(synth)
+        import numpy as np
+
+        pick = set(np.random.default_rng(7).choice(len(ids), size=args.synthetic_dev, replace=False).tolist())
+        dev_ids = [ids[i] for i in sorted(pick)]
+        src = store.source_documents()
+        dev_q = {q: synth[q].text for q in dev_ids}
+        dev_qrels = {q: {src[q]: 1} for q in dev_ids}
+        synth = {q: v for q, v in synth.items() if q not in dev_q}
+    view = as_dataset(ds, synth, split="synthetic", qrels=store.pseudo_qrels())
+    texts = {**{q: v.text for q, v in train_q.items()}, **{q: v.text for q, v in synth.items()}}
+    cands = candidates(view, texts, args.index, args.depth, work)
+    teacher_run, teacher_fp = teacher_scores(view, {**train_q, **synth}, cands, args.teacher, work)
+
+    base_file = work / f"base-{args.test_split}.json"
+    if not base_file.is_file():
+        base_file.write_text(json.dumps(evaluate_test(ds, args.test_split, args.index, None)[0]))
+    base = json.loads(base_file.read_text())
+    print(f"base {args.test_split}: {base}")
+    overrides = {}
+    for item in args.set:
+        k, _, v = item.partition("=")
+        overrides[k] = json.loads(v) if v[:1].isdigit() or v in ("true", "false", "null") or v[:1] == "-" else v
+    for name in [r for r in args.runs.split(",") if r]:
+        sources, settings = RUNS[name]
+        settings = {**settings, **overrides}
+        qs = {}
+        if "train" in sources.split("+"):
+            qs.update({q: v.text for q, v in train_q.items()})
+        if "synthetic" in sources.split("+"):
+            qs.update({q: v.text for q, v in synth.items()})
+        row: dict[str, Any] = {
+            "run": name + args.tag, "dataset": args.dataset, "sources": sources, "settings": settings,
+            "generator": args.generator, "teacher": args.teacher, "teacher_fingerprint": teacher_fp,
+            "depth": args.depth, "train_queries": len(qs), "dev_queries": len(dev_q), "base": base,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        before = file_hashes(args.index)
+        try:
+            cfg = QuerySideConfig(**settings)
+            out = work / "runs" / f"{name}{args.tag}-{cfg.hash()}"
+            summary = train_query_encoder(
+                args.index, qs, teacher_run, out, dev_queries=dev_q, dev_qrels=dev_qrels, config=cfg,
+                provenance={"teacher": args.teacher, "teacher_fingerprint": teacher_fp,
+                            "query_store": store.manifest["generator"]},
+            )
+            test, _ = evaluate_test(ds, args.test_split, args.index, out / "model")
+            row.update({"status": "ok", "test": test, "dev_ndcg@10": summary["dev_ndcg@10"],
+                        "selected_step": summary["selected_step"], "steps": summary["steps"],
+                        "seconds": summary["seconds"], "margin_scale": summary["margin_scale"],
+                        "early_stopped": summary["early_stopped"], "model": str(out / "model")})
+        except Exception as exc:  # every run is recorded, failed ones too
+            row.update({"status": "failed", "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:]})
+        row["index_unchanged"] = file_hashes(args.index) == before
+        row["index_hashes"] = before
+        print(json.dumps({k: v for k, v in row.items() if k not in ("trace",)}))
+        with open(work / "results.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
