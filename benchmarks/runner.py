@@ -249,13 +249,7 @@ def run_condition(
     else:  # pragma: no cover - validated in load_conditions
         raise ConditionError(kind)
     measures = tuple(dict.fromkeys([*cond.expected, *cond.published, *conv.measures]))
-    res = evaluate(
-        run,
-        qrels,
-        measures=measures,
-        ignore_identical_ids=conv.ignore_identical_ids,
-        relevance_level=conv.relevance_level,
-    )
+    res = evaluate(run, qrels, measures=measures, conventions=conv)
     checks = []
     for m, (value, tol) in cond.expected.items():
         ours = res.aggregate[m]

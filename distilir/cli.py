@@ -84,13 +84,7 @@ def cmd_eval(args) -> int:
     if args.save_run:
         write_run(run, args.save_run, tag=args.tag)
         print(f"run written to {args.save_run}", file=sys.stderr)
-    result = evaluate(
-        run,
-        qrels,
-        measures=measures,
-        ignore_identical_ids=conv.ignore_identical_ids,
-        relevance_level=conv.relevance_level,
-    )
+    result = evaluate(run, qrels, measures=measures, conventions=conv)
     row = {
         "dataset": ds.name,
         "split": args.split,
@@ -141,14 +135,11 @@ def cmd_candidates(args) -> int:
 
 def cmd_teach(args) -> int:
     from distilir.candidates import read_candidates
-    from distilir.teachers import DEFAULT_OFFLINE_TEACHER, TeacherStore, build_teacher
+    from distilir.teachers import DEFAULT_OFFLINE_TEACHER, rank_candidates, teach
 
     ds = _dataset(args)
     run, info = read_candidates(args.candidates)
-    candidates = {
-        q: [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))][: args.depth]
-        for q, docs in run.items()
-    }
+    candidates = rank_candidates(run, args.depth)
     queries = {qid: q.text for qid, q in ds.queries(None).items()}
     corpus = ds.corpus()
     spec = args.teacher or DEFAULT_OFFLINE_TEACHER
@@ -180,21 +171,11 @@ def cmd_teach(args) -> int:
             f"pairs, {stats['skipped']} already stored; store at {args.out}"
         )
         return 0
-    teacher = build_teacher(spec, corpus={d.id: d.full_text for d in corpus.values()})
-    store = TeacherStore.open(args.out, teacher, candidate_source=source)
-    try:
-        stats = store.score(
-            teacher,
-            queries,
-            {d: doc.full_text for d, doc in corpus.items()},
-            candidates,
-            batch_queries=args.batch_queries,
-            progress=True,
-        )
-    finally:
-        store.close()
+    store, stats = teach(
+        ds, candidates, spec, args.out, batch_queries=args.batch_queries, candidate_source=source
+    )
     print(
-        f"teacher {teacher.name} ({store.fingerprint}): scored {stats['scored']} pairs, "
+        f"teacher {stats['teacher']} ({stats['fingerprint']}): scored {stats['scored']} pairs, "
         f"{stats['skipped']} already stored; store at {args.out}"
     )
     return 0
@@ -231,15 +212,25 @@ def cmd_queries_generate(args) -> int:
         import random
 
         pool = sorted(ds.queries(args.few_shot_split).values(), key=lambda q: q.id)
-        overrides["few_shot"] = [q.text for q in random.Random(args.seed).sample(pool, min(args.few_shot, len(pool)))]
+        overrides["few_shot"] = [
+            q.text for q in random.Random(args.seed).sample(pool, min(args.few_shot, len(pool)))
+        ]
     generator = build_generator(args.generator, **overrides)
     store, stats = generate_queries(
-        ds, generator, args.out, seed=args.seed, max_docs=args.max_docs, batch_docs=args.batch_docs,
+        ds,
+        generator,
+        args.out,
+        seed=args.seed,
+        max_docs=args.max_docs,
+        batch_docs=args.batch_docs,
         progress=not args.quiet,
     )
     print(json.dumps({"store": str(Path(args.out)), "generator": generator.kind, **stats}, indent=2))
     if len(store) == 0:
-        print(f"distilir: error: the generator wrote no query for {stats['documents']} documents", file=sys.stderr)
+        print(
+            f"distilir: error: the generator wrote no query for {stats['documents']} documents",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -268,7 +259,9 @@ def cmd_train_query_encoder(args) -> int:
     if args.split:
         judged = ds.qrels(args.split)
         allq = ds.queries(args.split)
-        train_ids, dev_ids = split_dev(sorted(q for q in judged if q in allq), args.dev_fraction, seed=args.seed)
+        train_ids, dev_ids = split_dev(
+            sorted(q for q in judged if q in allq), args.dev_fraction, seed=args.seed
+        )
         queries.update({q: allq[q].text for q in train_ids})
         dev_q = {q: allq[q].text for q in dev_ids}
         dev_qrels = {q: judged[q] for q in dev_ids}
@@ -280,12 +273,20 @@ def cmd_train_query_encoder(args) -> int:
         key, _, value = item.partition("=")
         settings[key] = json.loads(value) if value not in ("zscore", "minmax", "none") else value
     summary = train_query_encoder(
-        args.index, queries, store.to_run(), args.out, dev_queries=dev_q or None, dev_qrels=dev_qrels or None,
-        config=QuerySideConfig(**settings), provenance={"teacher_store": store.manifest.get("fingerprint")},
+        args.index,
+        queries,
+        store.to_run(),
+        args.out,
+        dev_queries=dev_q or None,
+        dev_qrels=dev_qrels or None,
+        config=QuerySideConfig(**settings),
+        provenance={"teacher_store": store.manifest.get("fingerprint")},
         progress=not args.quiet,
     )
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2, default=str))
-    print(f"query encoder: {Path(args.out) / 'model'}  (use: Retriever.load(INDEX, query_encoder=that folder))")
+    print(
+        f"query encoder: {Path(args.out) / 'model'}  (use: Retriever.load(INDEX, query_encoder=that folder))"
+    )
     return 0
 
 
@@ -362,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
-    qu = sub.add_parser("queries", help="synthetic training queries").add_subparsers(dest="queries_command", required=True)
+    qu = sub.add_parser("queries", help="synthetic training queries").add_subparsers(
+        dest="queries_command", required=True
+    )
     qg = qu.add_parser(
         "generate",
         help="write queries for a corpus into a resumable query store",
@@ -379,8 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     qg.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     qg.add_argument("--max-docs", type=int, default=None, help="only the first N documents (default: all)")
     qg.add_argument("--batch-docs", type=int, default=64, help="documents per committed part (default 64)")
-    qg.add_argument("--few-shot", type=int, default=0, help="LLM generators: N example queries from --few-shot-split")
-    qg.add_argument("--few-shot-split", default="train", help="split the few-shot examples come from (default train)")
+    qg.add_argument(
+        "--few-shot", type=int, default=0, help="LLM generators: N example queries from --few-shot-split"
+    )
+    qg.add_argument(
+        "--few-shot-split", default="train", help="split the few-shot examples come from (default train)"
+    )
     qg.add_argument("--quiet", action="store_true", help="no progress bar")
     qg.set_defaults(func=cmd_queries_generate)
     qi = qu.add_parser("info", help="counts and provenance of a query store")
@@ -395,10 +402,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tq.add_argument("--dataset", required=True)
     tq.add_argument("--index", required=True, help="a dense index folder (distilir-index build --kind dense)")
-    tq.add_argument("--teacher-store", required=True, help="teacher scores of the training queries' candidates")
-    tq.add_argument("--split", default="train", help="collection queries to train on; '' for none (default train)")
+    tq.add_argument(
+        "--teacher-store", required=True, help="teacher scores of the training queries' candidates"
+    )
+    tq.add_argument(
+        "--split", default="train", help="collection queries to train on; '' for none (default train)"
+    )
     tq.add_argument("--queries", action="append", help="a query store to train on too (repeatable)")
-    tq.add_argument("--dev-fraction", type=float, default=0.12, help="dev split carved from --split (default 0.12)")
+    tq.add_argument(
+        "--dev-fraction", type=float, default=0.12, help="dev split carved from --split (default 0.12)"
+    )
     tq.add_argument("--seed", type=int, default=0, help="seed of the dev split (default 0)")
     tq.add_argument("--set", action="append", help="KEY=VALUE of QuerySideConfig (lr, epochs, full_kl, ...)")
     tq.add_argument("--out", required=True, help="run folder (resumed when it exists)")

@@ -64,13 +64,7 @@ def run_demo(data_dir: str | None = None, dataset: str = "scifact", quick: bool 
     rows: list[dict] = []
 
     def score(run, system, key, t0):
-        res = evaluate(
-            run,
-            qrels,
-            measures=MEASURES,
-            ignore_identical_ids=conv.ignore_identical_ids,
-            relevance_level=conv.relevance_level,
-        )
+        res = evaluate(run, qrels, measures=MEASURES, conventions=conv)
         rows.append(_row(ds.name, system, key, res, time.perf_counter() - t0))
         print(f"  {system}: nDCG@10 {res.aggregate['nDCG@10']:.4f}", flush=True)
         return res

@@ -132,15 +132,8 @@ def _evaluate(run, ds, split, qids):
     from distilir.conventions import conventions_for
     from distilir.evaluation import evaluate
 
-    conv = conventions_for(ds.name)
     qrels = {q: ds.qrels(split)[q] for q in qids}
-    res = evaluate(
-        run,
-        qrels,
-        measures=["nDCG@10", "R@100"],
-        ignore_identical_ids=conv.ignore_identical_ids,
-        relevance_level=conv.relevance_level,
-    )
+    res = evaluate(run, qrels, measures=["nDCG@10", "R@100"], conventions=conventions_for(ds.name))
     return {k: round(v, 4) for k, v in res.aggregate.items()}
 
 

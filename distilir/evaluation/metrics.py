@@ -192,9 +192,11 @@ def _clean_qrels(qrels: Any) -> Qrels:
 def evaluate(
     run: Run,
     qrels: Qrels,
-    measures: Iterable[str] | str = DEFAULT_MEASURES,
-    ignore_identical_ids: bool = False,
-    relevance_level: int = 1,
+    measures: Iterable[str] | str | None = None,
+    ignore_identical_ids: bool | None = None,
+    relevance_level: int | None = None,
+    *,
+    conventions: Any = None,
 ) -> EvalResult:
     """Score ``run`` against ``qrels`` with ir_measures; see the module docstring for the conventions.
 
@@ -205,6 +207,11 @@ def evaluate(
         ignore_identical_ids: drop run entries with ``docid == qid`` first (BEIR's ArguAna/Quora rule).
         relevance_level: minimum grade a binary measure counts as relevant (2 for TREC DL).
 
+        conventions: a collection's conventions — an
+            :class:`distilir.conventions.EvalConventions` or a dataset name / id (looked up with
+            :func:`distilir.conventions.conventions_for`) — giving the defaults of ``measures``,
+            ``ignore_identical_ids`` and ``relevance_level``; an argument given explicitly wins.
+
     Returns:
         An :class:`EvalResult` keyed by the measure strings as given.
 
@@ -212,6 +219,18 @@ def evaluate(
         >>> evaluate({"q1": {"d1": 2.0, "d2": 1.0}}, {"q1": {"d2": 1}}, ["RR@10"]).aggregate
         {'RR@10': 0.5}
     """
+    if conventions is not None:
+        from distilir.conventions import EvalConventions, conventions_for
+
+        conv = conventions if isinstance(conventions, EvalConventions) else conventions_for(str(conventions))
+        measures = conv.measures if measures is None else measures
+        ignore_identical_ids = (
+            conv.ignore_identical_ids if ignore_identical_ids is None else ignore_identical_ids
+        )
+        relevance_level = conv.relevance_level if relevance_level is None else relevance_level
+    measures = DEFAULT_MEASURES if measures is None else measures
+    ignore_identical_ids = bool(ignore_identical_ids)
+    relevance_level = 1 if relevance_level is None else relevance_level
     measure_list = [measures] if isinstance(measures, str) else list(measures)
     given = tuple(str(m) for m in measure_list)
     if not given:

@@ -70,7 +70,9 @@ def _value(text: str) -> Any:
 def parse_generator_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     """``"crop?per_doc=3"`` -> ``("crop", None, {"per_doc": 3})`` (see the module docstring)."""
     if not isinstance(spec, str) or not spec.strip():
-        raise QueryGeneratorError(f"a generator spec is a non-empty string like 'crop?per_doc=3', got {spec!r}")
+        raise QueryGeneratorError(
+            f"a generator spec is a non-empty string like 'crop?per_doc=3', got {spec!r}"
+        )
     head, _, options = spec.strip().partition("?")
     kind, _, target = head.partition(":")
     kind = kind.strip().lower().replace("_", "-")

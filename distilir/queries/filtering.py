@@ -60,7 +60,9 @@ def filter_queries(
             stats["not_teacher_top"] += 1
             continue
         passed.append((qid, float(top_score)))
-    threshold = float(np.quantile([s for _, s in passed], drop_quantile)) if passed and drop_quantile else None
+    threshold = (
+        float(np.quantile([s for _, s in passed], drop_quantile)) if passed and drop_quantile else None
+    )
     kept = [q for q, s in passed if threshold is None or s >= threshold]
     stats["low_teacher_score"] = len(passed) - len(kept)
     stats["kept"] = len(kept)

@@ -145,7 +145,9 @@ class CausalLMQueries(_PromptedGenerator):
     def _render(self, text: str) -> str:
         tok = self.lm.tokenizer
         if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+            return tok.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
         return text
 
     def generate(self, docs: Sequence[Document], seeds: Sequence[int]) -> list[list[tuple[str, str]]]:
@@ -203,7 +205,9 @@ class OpenAIQueries(_PromptedGenerator):
         import httpx
 
         if not str(base_url).startswith(("http://", "https://")):
-            raise QueryGeneratorError(f"openai: base_url must start with http:// or https://, got {base_url!r}")
+            raise QueryGeneratorError(
+                f"openai: base_url must start with http:// or https://, got {base_url!r}"
+            )
         self.base_url = str(base_url).rstrip("/").removesuffix("/v1")
         self.model = model
         key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -260,14 +264,17 @@ class Doc2QueryQueries(QueryGenerator):
         query_type: str = "question",
         batch_size: int = 8,
     ) -> None:
+        from distilir_index.models import fingerprint_folder
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        from distilir_index.models import fingerprint_folder
-
         if per_doc < 1 or batch_size < 1:
-            raise QueryGeneratorError(f"doc2query: per_doc and batch_size must be >= 1, got {per_doc}, {batch_size}")
+            raise QueryGeneratorError(
+                f"doc2query: per_doc and batch_size must be >= 1, got {per_doc}, {batch_size}"
+            )
         if query_type not in QUERY_TYPES:
-            raise QueryGeneratorError(f"doc2query: query_type must be one of {QUERY_TYPES}, got {query_type!r}")
+            raise QueryGeneratorError(
+                f"doc2query: query_type must be one of {QUERY_TYPES}, got {query_type!r}"
+            )
         self.model_name = str(model)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
         self.model = AutoModelForSeq2SeqLM.from_pretrained(self.model_name).eval()
@@ -288,7 +295,11 @@ class Doc2QueryQueries(QueryGenerator):
         for start in range(0, len(docs), self.batch_size):
             chunk = docs[start : start + self.batch_size]
             enc = self.tokenizer(
-                [d.full_text for d in chunk], truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+                [d.full_text for d in chunk],
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                return_tensors="pt",
             )
             with torch.inference_mode():
                 gen = self.model.generate(

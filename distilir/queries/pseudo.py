@@ -99,7 +99,9 @@ class CropQueries(QueryGenerator):
 
     def _crops(self, doc: Document, rng: np.random.Generator) -> list[tuple[str, str]]:
         sentences = split_sentences(doc.text)
-        spans = [" ".join(sentences[i : i + self.span]) for i in range(max(1, len(sentences) - self.span + 1))]
+        spans = [
+            " ".join(sentences[i : i + self.span]) for i in range(max(1, len(sentences) - self.span + 1))
+        ]
         fits = [s for s in spans if self.min_words <= len(s.split()) <= self.max_words]
         if not fits and spans and len(spans[0].split()) > self.max_words:
             fits = [" ".join(spans[0].split()[: self.max_words])]

@@ -312,10 +312,13 @@ class QueryStore:
 
     def __repr__(self) -> str:
         gen = self._manifest["generator"]
-        return f"QueryStore({str(self.path)!r}, generator={gen['kind']}:{gen['fingerprint']}, queries={len(self)})"
+        who = f"{gen['kind']}:{gen['fingerprint']}"
+        return f"QueryStore({str(self.path)!r}, generator={who}, queries={len(self)})"
 
 
-def _check_same(path: Path, manifest: Mapping[str, Any], wanted: Mapping[str, Any], dataset: dict, seed: int) -> None:
+def _check_same(
+    path: Path, manifest: Mapping[str, Any], wanted: Mapping[str, Any], dataset: dict, seed: int
+) -> None:
     if manifest.get("format") != FORMAT:
         raise QueryStoreError(f"{path}: unknown store format {manifest.get('format')!r}, expected {FORMAT!r}")
     have = manifest["generator"]
@@ -326,7 +329,9 @@ def _check_same(path: Path, manifest: Mapping[str, Any], wanted: Mapping[str, An
             f"(settings {wanted['settings']}); use another --out folder, or the store's own settings."
         )
     if int(manifest.get("seed", 0)) != int(seed):
-        raise QueryStoreError(f"{path} was generated with seed {manifest.get('seed')}, not {seed}; resume with it.")
+        raise QueryStoreError(
+            f"{path} was generated with seed {manifest.get('seed')}, not {seed}; resume with it."
+        )
     old = manifest.get("dataset") or {}
     for key in ("name", "corpus_fingerprint"):
         if dataset.get(key) and old.get(key) and dataset[key] != old[key]:

@@ -20,12 +20,15 @@ __all__ = ["QueriesView"]
 class QueriesView:
     """``base`` plus ``queries[split]`` (and ``qrels[split]``) for each added split."""
 
-    def __init__(self, base: Any, queries: Mapping[str, Mapping[str, Query]], qrels: Mapping[str, Qrels]) -> None:
+    def __init__(
+        self, base: Any, queries: Mapping[str, Mapping[str, Query]], qrels: Mapping[str, Qrels]
+    ) -> None:
         own = set(base.splits())
         clash = own & set(queries)
         if clash:
             raise DatasetError(
-                f"{base.name} already has split(s) {sorted(clash)}; give the added queries another split name."
+                f"{base.name} already has split(s) {sorted(clash)}; "
+                "give the added queries another split name."
             )
         all_ids = set(base.queries(None))
         for split, qs in queries.items():

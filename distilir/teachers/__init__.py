@@ -31,6 +31,7 @@ from distilir.teachers.factory import (
 )
 from distilir.teachers.sparse import SparseTeacher
 from distilir.teachers.store import StoreError, TeacherStore
+from distilir.teachers.teach import rank_candidates, teach
 
 __all__ = [
     "DEFAULT_OFFLINE_TEACHER",
@@ -54,6 +55,8 @@ __all__ = [
     "build_teacher",
     "normalize_scores",
     "parse_teacher_spec",
+    "rank_candidates",
+    "teach",
     "teacher_fingerprint",
     "text_hash",
 ]

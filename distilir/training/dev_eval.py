@@ -167,13 +167,7 @@ class DevEvaluator:
         from distilir.evaluation import evaluate
 
         run = self.run(student)
-        result = evaluate(
-            run,
-            self.qrels,
-            measures=self.measures,
-            ignore_identical_ids=self.conventions.ignore_identical_ids,
-            relevance_level=self.conventions.relevance_level,
-        )
+        result = evaluate(run, self.qrels, measures=self.measures, conventions=self.conventions)
         return {m: float(result.aggregate[m]) for m in self.measures}
 
     def describe(self) -> dict[str, Any]:

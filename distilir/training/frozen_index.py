@@ -101,7 +101,9 @@ class QuerySideConfig:
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
-            raise FrozenIndexError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+            raise FrozenIndexError(
+                f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}"
+            )
         for name in ("lr", "student_temperature", "teacher_temperature"):
             if not getattr(self, name) > 0:
                 raise FrozenIndexError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -116,7 +118,12 @@ class QuerySideConfig:
 
 
 def full_corpus_kl(
-    full: torch.Tensor, rows: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, tau_s: float, tau_t: float
+    full: torch.Tensor,
+    rows: torch.Tensor,
+    teacher: torch.Tensor,
+    mask: torch.Tensor,
+    tau_s: float,
+    tau_t: float,
 ) -> torch.Tensor:
     """``mean_q -sum_{d in C_q} p_t(d) log p_s(d)``: ``p_t = softmax(teacher / tau_t)`` over the valid
     candidates ``rows[q]`` (``mask``), ``p_s = softmax(full[q] / tau_s)`` over every corpus column."""
@@ -126,7 +133,12 @@ def full_corpus_kl(
 
 
 def full_corpus_infonce(
-    full: torch.Tensor, rows: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, tau_s: float, threshold: float
+    full: torch.Tensor,
+    rows: torch.Tensor,
+    teacher: torch.Tensor,
+    mask: torch.Tensor,
+    tau_s: float,
+    threshold: float,
 ) -> torch.Tensor:
     """Cross-entropy of the teacher's top candidate (``rows[:, 0]``) against every corpus column, with
     the other candidates whose min-max normalised teacher score is ``>= threshold`` left out of the
@@ -159,7 +171,10 @@ def _index_vectors(index_path: Path) -> tuple[list[str], np.ndarray, dict[str, A
 
 
 def _lists(
-    teacher: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], row_of: Mapping[str, int], list_size: int | None
+    teacher: Mapping[str, Mapping[str, float]],
+    queries: Mapping[str, str],
+    row_of: Mapping[str, int],
+    list_size: int | None,
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Per training query: candidate rows and teacher scores, teacher's best first."""
     out = []
@@ -172,7 +187,9 @@ def _lists(
             ranked = ranked[:list_size]
         if len(ranked) < 2:
             continue
-        out.append((qid, np.array([row_of[d] for d, _ in ranked]), np.array([s for _, s in ranked], np.float32)))
+        out.append(
+            (qid, np.array([row_of[d] for d, _ in ranked]), np.array([s for _, s in ranked], np.float32))
+        )
     return out
 
 
@@ -184,8 +201,16 @@ def _encode(model: Any, texts: list[str], max_length: int, normalize: bool, grad
     return torch.nn.functional.normalize(emb, dim=-1) if normalize else emb
 
 
-def dev_ndcg(model: Any, docs: torch.Tensor, ids: list[str], dev: Mapping[str, str], qrels: Mapping, cfg: QuerySideConfig,
-             normalize: bool, conventions: Any = None) -> float:
+def dev_ndcg(
+    model: Any,
+    docs: torch.Tensor,
+    ids: list[str],
+    dev: Mapping[str, str],
+    qrels: Mapping,
+    cfg: QuerySideConfig,
+    normalize: bool,
+    conventions: Any = None,
+) -> float:
     """nDCG@10 of full-corpus retrieval for the dev queries (the selection metric)."""
     from distilir.evaluation import evaluate
 
@@ -201,10 +226,7 @@ def dev_ndcg(model: Any, docs: torch.Tensor, ids: list[str], dev: Mapping[str, s
         q: {ids[j]: float(s) for j, s in zip(top.indices[i].tolist(), top.values[i].tolist(), strict=True)}
         for i, q in enumerate(qids)
     }
-    kwargs = {}
-    if conventions is not None:
-        kwargs = {"ignore_identical_ids": conventions.ignore_identical_ids, "relevance_level": conventions.relevance_level}
-    res = evaluate(run, {q: qrels[q] for q in qids}, ["nDCG@10"], **kwargs)
+    res = evaluate(run, {q: qrels[q] for q in qids}, ["nDCG@10"], conventions=conventions)
     model.train()
     return float(res.aggregate["nDCG@10"])
 
@@ -250,9 +272,8 @@ def train_query_encoder(
     Returns:
         The run summary (also ``out/model/query_encoder.json``'s ``training`` section).
     """
-    from sentence_transformers import SentenceTransformer
-
     from distilir_index.models import resolve_model
+    from sentence_transformers import SentenceTransformer
 
     cfg = config or QuerySideConfig()
     index_path, out = Path(index_path), Path(out)
@@ -273,7 +294,9 @@ def train_query_encoder(
             f"{len(set(dev_queries) & set(queries))} dev queries are also training queries; carve the dev "
             "split out of the training queries (distilir.training.frozen_index.split_dev)."
         )
-    source = encoder.get("path") if encoder.get("path") and os.path.isdir(encoder["path"]) else encoder["name"]
+    source = (
+        encoder.get("path") if encoder.get("path") and os.path.isdir(encoder["path"]) else encoder["name"]
+    )
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = SentenceTransformer(resolve_model(str(source)), device="cpu")
@@ -295,7 +318,14 @@ def train_query_encoder(
 
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
-    state: dict[str, Any] = {"step": 0, "best": None, "best_step": None, "bad": 0, "history": [], "margin_scale": cfg.margin_scale}
+    state: dict[str, Any] = {
+        "step": 0,
+        "best": None,
+        "best_step": None,
+        "bad": 0,
+        "history": [],
+        "margin_scale": cfg.margin_scale,
+    }
     if (ckpt / "state.pt").is_file():
         saved = torch.load(ckpt / "state.pt", weights_only=False)
         if saved["config_hash"] != cfg.hash():
@@ -314,10 +344,17 @@ def train_query_encoder(
         def write(tmp: Path) -> None:
             tmp.mkdir(parents=True)
             torch.save(
-                {"config_hash": cfg.hash(), "model": model.state_dict(), "optim": optim.state_dict(),
-                 "sched": sched.state_dict(), "state": state, "torch_rng": torch.get_rng_state()},
+                {
+                    "config_hash": cfg.hash(),
+                    "model": model.state_dict(),
+                    "optim": optim.state_dict(),
+                    "sched": sched.state_dict(),
+                    "state": state,
+                    "torch_rng": torch.get_rng_state(),
+                },
                 tmp / "state.pt",
             )
+
         _save_atomic_dir(write, ckpt)
 
     def evaluate_dev() -> None:
@@ -334,7 +371,9 @@ def train_query_encoder(
     if state["step"] == 0 and dev_queries and not state["history"]:
         evaluate_dev()  # the base model's dev score: a run that never beats it keeps the base
     t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=state["step"], desc="query-side training", unit="step", disable=not progress)
+    bar = tqdm(
+        total=total, initial=state["step"], desc="query-side training", unit="step", disable=not progress
+    )
     stopped = False
     while state["step"] < total and not stopped:
         epoch = state["step"] // steps_per_epoch
@@ -348,7 +387,11 @@ def train_query_encoder(
             mask = torch.zeros(len(batch), n, dtype=torch.bool)
             for i, (_, r, s) in enumerate(batch):
                 rows[i] = int(r[0])  # padding points at the positive (masked out of every loss)
-                rows[i, : len(r)], t[i, : len(r)], mask[i, : len(r)] = torch.from_numpy(r), torch.from_numpy(s), True
+                rows[i, : len(r)], t[i, : len(r)], mask[i, : len(r)] = (
+                    torch.from_numpy(r),
+                    torch.from_numpy(s),
+                    True,
+                )
             q = _encode(model, [queries[qid] for qid, _, _ in batch], cfg.max_length, normalize, grad=True)
             full = q @ docs.T  # [B, corpus]
             student = torch.gather(full, 1, rows)
@@ -356,7 +399,9 @@ def train_query_encoder(
             loss = torch.zeros(())
             parts = {}
             if cfg.full_kl:
-                parts["full_kl"] = full_corpus_kl(full, rows, tn, mask, cfg.student_temperature, cfg.teacher_temperature)
+                parts["full_kl"] = full_corpus_kl(
+                    full, rows, tn, mask, cfg.student_temperature, cfg.teacher_temperature
+                )
                 loss = loss + cfg.full_kl * parts["full_kl"]
             if cfg.list_kl:
                 parts["list_kl"] = list_kl(student, tn, mask)
@@ -380,8 +425,13 @@ def train_query_encoder(
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             if state["step"] % 10 == 0 or state["step"] == 1:
-                state["history"].append({"step": state["step"], "loss": round(float(loss.detach()), 5),
-                                         **{k: round(float(v.detach()), 5) for k, v in parts.items()}})
+                state["history"].append(
+                    {
+                        "step": state["step"],
+                        "loss": round(float(loss.detach()), 5),
+                        **{k: round(float(v.detach()), 5) for k, v in parts.items()},
+                    }
+                )
             if state["step"] % cfg.eval_every == 0 or state["step"] == total:
                 evaluate_dev()
                 checkpoint()
@@ -409,8 +459,19 @@ def train_query_encoder(
     }
     qe_manifest = {
         "kind": "query-encoder",
-        "document_encoder": {k: encoder.get(k) for k in ("name", "fingerprint", "dimension", "pooling", "normalize",
-                                                         "max_length", "query_prompt", "document_prompt")},
+        "document_encoder": {
+            k: encoder.get(k)
+            for k in (
+                "name",
+                "fingerprint",
+                "dimension",
+                "pooling",
+                "normalize",
+                "max_length",
+                "query_prompt",
+                "document_prompt",
+            )
+        },
         "index": {"path": str(index_path.resolve()), "corpus": manifest.get("corpus")},
         "training": {k: v for k, v in summary.items() if k != "history"},
         "inputs": dict(provenance or {}),
@@ -418,14 +479,18 @@ def train_query_encoder(
 
     def write_model(tmp: Path) -> None:
         shutil.copytree(out / "best", tmp)
-        (tmp / QUERY_ENCODER_MANIFEST).write_text(json.dumps(qe_manifest, indent=2, sort_keys=True, default=str))
+        (tmp / QUERY_ENCODER_MANIFEST).write_text(
+            json.dumps(qe_manifest, indent=2, sort_keys=True, default=str)
+        )
 
     _save_atomic_dir(write_model, out / "model")
     (out / "history.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
 
-def split_dev(qids: list[str], fraction: float = 0.1, seed: int = 0, minimum: int = 20) -> tuple[list[str], list[str]]:
+def split_dev(
+    qids: list[str], fraction: float = 0.1, seed: int = 0, minimum: int = 20
+) -> tuple[list[str], list[str]]:
     """A seeded dev split carved from training query ids: ``(train, dev)``, both sorted."""
     if not 0 < fraction < 1:
         raise FrozenIndexError(f"dev fraction must be in (0, 1), got {fraction}")

@@ -175,8 +175,9 @@ def check_encoder_compatible(index_encoder: Mapping[str, Any], query_encoder: Ma
         query_encoder = {**query_encoder, "fingerprint": trained_for.get("fingerprint")}
         if trained_for.get("fingerprint") is None:
             raise EncoderMismatch(
-                f"the query encoder {query_encoder.get('name')!r} was trained for a document encoder without a "
-                "weights fingerprint, so no index can be matched to it; retrain it against an index built from "
+                f"the query encoder {query_encoder.get('name')!r} was trained for a document encoder "
+                "without a weights fingerprint, so no index can be matched to it; retrain it against an "
+                "index built from "
                 "a local model folder."
             )
     diffs = []

@@ -139,3 +139,23 @@ def test_disjoint_ids_warn():
     with pytest.warns(EvaluationWarning, match="shares no query id"):
         res = evaluate({"Q1": {"d": 1.0}}, {"q1": {"d": 1}}, ["RR@10"])
     assert res["RR@10"] == 0.0
+
+
+def test_conventions_give_the_defaults_and_explicit_arguments_win():
+    from distilir.conventions import conventions_for
+    from distilir.evaluation import evaluate
+
+    run = {"q1": {"q1": 9.0, "d1": 2.0, "d2": 1.0}}
+    qrels = {"q1": {"d1": 1, "q1": 1, "d2": 2}}
+    arg = evaluate(run, qrels, ["RR@10"], conventions="arguana")  # drops the self-hit
+    assert arg.settings["ignore_identical_ids"] is True and arg.aggregate["RR@10"] == 1.0
+    dl = evaluate(run, {"q1": {"d1": 1, "d2": 2}}, ["RR@10"], conventions=conventions_for("trec-dl-2019"))
+    assert dl.settings["relevance_level"] == 2 and dl.aggregate["RR@10"] == 1 / 3
+    forced = evaluate(run, qrels, ["RR@10"], conventions="arguana", ignore_identical_ids=False)
+    assert forced.aggregate["RR@10"] == 1.0 and forced.settings["ignore_identical_ids"] is False
+    assert set(evaluate(run, qrels, conventions="msmarco-dev").aggregate) == {
+        "RR@10",
+        "nDCG@10",
+        "R@100",
+        "R@1000",
+    }

@@ -35,7 +35,11 @@ def scifact():
 
 
 def test_split_sentences():
-    assert split_sentences("One thing. Two things! 3 more? end") == ["One thing.", "Two things!", "3 more? end"]
+    assert split_sentences("One thing. Two things! 3 more? end") == [
+        "One thing.",
+        "Two things!",
+        "3 more? end",
+    ]
     assert split_sentences("e.g. this stays one") == ["e.g. this stays one"]
 
 
@@ -46,7 +50,9 @@ def test_crop_is_seeded_and_respects_lengths():
     assert a == gen.generate([doc], [1])[0]
     assert len(a) == 2
     assert all(3 <= len(t.split()) <= 6 and kind == "sentence" for t, kind in a)
-    dropped = build_generator("crop?per_doc=1&word_dropout=0.5&min_words=3&max_words=6").generate([doc], [3])[0]
+    dropped = build_generator("crop?per_doc=1&word_dropout=0.5&min_words=3&max_words=6").generate([doc], [3])[
+        0
+    ]
     assert len(dropped[0][0].split()) < 6
 
 
@@ -57,7 +63,11 @@ def test_title_generator():
 
 
 def test_spec_errors_name_what_to_do():
-    assert parse_generator_spec("crop?per_doc=3&word_dropout=0.1") == ("crop", None, {"per_doc": 3, "word_dropout": 0.1})
+    assert parse_generator_spec("crop?per_doc=3&word_dropout=0.1") == (
+        "crop",
+        None,
+        {"per_doc": 3, "word_dropout": 0.1},
+    )
     with pytest.raises(QueryGeneratorError, match="expected one of"):
         build_generator("nope")
     with pytest.raises(QueryGeneratorError, match="per_doc"):
@@ -111,12 +121,18 @@ def test_store_dedups_and_drops_empty(tmp_path):
 def test_store_refuses_other_generator_seed_or_corpus(scifact, tmp_path):
     generate_queries(scifact, build_generator("crop?per_doc=1"), tmp_path / "s", max_docs=5, progress=False)
     with pytest.raises(QueryStoreError, match="not of crop"):
-        generate_queries(scifact, build_generator("crop?per_doc=2"), tmp_path / "s", max_docs=5, progress=False)
+        generate_queries(
+            scifact, build_generator("crop?per_doc=2"), tmp_path / "s", max_docs=5, progress=False
+        )
     with pytest.raises(QueryStoreError, match="seed"):
-        generate_queries(scifact, build_generator("crop?per_doc=1"), tmp_path / "s", seed=9, max_docs=5, progress=False)
+        generate_queries(
+            scifact, build_generator("crop?per_doc=1"), tmp_path / "s", seed=9, max_docs=5, progress=False
+        )
     cranfield = load_dataset("cranfield")
     with pytest.raises(QueryStoreError, match="corpus changed|name"):
-        generate_queries(cranfield, build_generator("crop?per_doc=1"), tmp_path / "s", max_docs=5, progress=False)
+        generate_queries(
+            cranfield, build_generator("crop?per_doc=1"), tmp_path / "s", max_docs=5, progress=False
+        )
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     with pytest.raises(QueryStoreError, match="no query-store manifest"):
@@ -134,7 +150,9 @@ def test_torn_part_is_removed_on_resume(scifact, tmp_path):
 
 
 def test_view_adds_a_split(scifact, tmp_path):
-    store, _ = generate_queries(scifact, build_generator("crop?per_doc=1"), tmp_path / "s", max_docs=20, progress=False)
+    store, _ = generate_queries(
+        scifact, build_generator("crop?per_doc=1"), tmp_path / "s", max_docs=20, progress=False
+    )
     store = QueryStore.open(tmp_path / "s")
     view = as_dataset(scifact, store.queries(), qrels=store.pseudo_qrels())
     assert view.splits() == [*scifact.splits(), "synthetic"]
@@ -160,8 +178,12 @@ def test_filter_rules():
     kept, stats = filter_queries(sources, teacher, first, first_stage_depth=20, drop_quantile=0.34)
     # passed: a (5), c (2), e (4); the lowest third (c) goes
     assert kept == ["a", "e"]
-    assert stats["not_teacher_top"] == 1 and stats["not_in_first_stage"] == 1 and stats["low_teacher_score"] == 1
-    kept, _ = filter_queries(sources, teacher, None, first_stage_depth=None, require_teacher_top=False, drop_quantile=0)
+    assert (
+        stats["not_teacher_top"] == 1 and stats["not_in_first_stage"] == 1 and stats["low_teacher_score"] == 1
+    )
+    kept, _ = filter_queries(
+        sources, teacher, None, first_stage_depth=None, require_teacher_top=False, drop_quantile=0
+    )
     assert kept == list(sources)
 
 
@@ -170,8 +192,17 @@ def _tiny_t5(folder, tokenizer_path):
     from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
     tok = AutoTokenizer.from_pretrained(tokenizer_path)
-    cfg = T5Config(vocab_size=tok.vocab_size, d_model=16, d_ff=32, d_kv=4, num_layers=1, num_heads=2,
-                   decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id)
+    cfg = T5Config(
+        vocab_size=tok.vocab_size,
+        d_model=16,
+        d_ff=32,
+        d_kv=4,
+        num_layers=1,
+        num_heads=2,
+        decoder_start_token_id=tok.pad_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.sep_token_id,
+    )
     T5ForConditionalGeneration(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
 
@@ -220,3 +251,50 @@ def test_llm_generator_smollm2(scifact):
     docs = [scifact.corpus()[d] for d in sorted(scifact.corpus())[:2]]
     out = gen.generate(docs, [0, 1])
     assert len(out) == 2 and all(q and t == "question" for x in out for q, t in x)
+
+
+def test_cli_generate_info_and_nothing_written_is_an_error(tmp_path, capsys):
+    from distilir.cli import main
+
+    out = tmp_path / "q"
+    assert (
+        main(
+            [
+                "queries",
+                "generate",
+                "--dataset",
+                "time",
+                "--generator",
+                "crop?per_doc=1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["queries"] == len(QueryStore.open(out)) > 0
+    assert main(["queries", "info", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["generator"]["kind"] == "crop"
+    # vaswani documents have no titles: a title generator writes nothing, and says so with exit 1
+    empty = tmp_path / "empty"
+    assert (
+        main(
+            [
+                "queries",
+                "generate",
+                "--dataset",
+                "vaswani",
+                "--generator",
+                "title",
+                "--out",
+                str(empty),
+                "--max-docs",
+                "50",
+                "--quiet",
+            ]
+        )
+        == 1
+    )
+    assert "wrote no query" in capsys.readouterr().err

@@ -158,6 +158,8 @@ def test_exported_members():
         "build_teacher",
         "normalize_scores",
         "parse_teacher_spec",
+        "rank_candidates",
+        "teach",
         "teacher_fingerprint",
         "text_hash",
     }

@@ -30,7 +30,9 @@ def test_normalize_per_query_by_hand():
     mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
     z = normalize_per_query(t, mask, "zscore")
     row = np.array([1.0, 2.0, 3.0])
-    assert torch.allclose(z[0, :3], torch.tensor((row - row.mean()) / row.std(), dtype=torch.float32), atol=1e-5)
+    assert torch.allclose(
+        z[0, :3], torch.tensor((row - row.mean()) / row.std(), dtype=torch.float32), atol=1e-5
+    )
     assert z[0, 3] == 0
     mm = normalize_per_query(t, mask, "minmax")
     assert torch.allclose(mm[0, :3], torch.tensor([0.0, 0.5, 1.0]))
@@ -94,14 +96,17 @@ def test_config_is_validated():
 
 
 def _hashes(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
 def small_index(tmp_path_factory, minilm_path):
-    from distilir.data import load_dataset
     from distilir_index.dense import DenseIndex
     from distilir_index.encoders import DenseEncoder
+
+    from distilir.data import load_dataset
 
     ds = load_dataset("scifact")
     qrels = ds.qrels("train")
@@ -134,9 +139,19 @@ def test_query_side_run_leaves_the_index_unchanged_and_pairs_only_with_it(small_
     before = _hashes(path)
     train = {q: t for q, t in list(texts.items())[:16]}
     dev = {q: t for q, t in list(texts.items())[16:]}
-    cfg = QuerySideConfig(batch_size=8, epochs=1, eval_every=1, lr=5e-5, infonce=0.1, list_kl=0.5, margin_mse=0.5)
-    summary = train_query_encoder(path, train, teacher, tmp_path / "run", dev_queries=dev,
-                                  dev_qrels={q: qrels[q] for q in dev}, config=cfg, progress=False)
+    cfg = QuerySideConfig(
+        batch_size=8, epochs=1, eval_every=1, lr=5e-5, infonce=0.1, list_kl=0.5, margin_mse=0.5
+    )
+    summary = train_query_encoder(
+        path,
+        train,
+        teacher,
+        tmp_path / "run",
+        dev_queries=dev,
+        dev_qrels={q: qrels[q] for q in dev},
+        config=cfg,
+        progress=False,
+    )
     assert _hashes(path) == before
     assert summary["steps"] == 2 and summary["margin_scale"] > 0
     assert [h["step"] for h in summary["history"] if "dev_ndcg@10" in h] == [0, 1, 2]
@@ -162,11 +177,21 @@ def test_query_side_run_leaves_the_index_unchanged_and_pairs_only_with_it(small_
     assert Retriever.load(path).search("cancer", k=1)
 
     # same settings resume (nothing left to do), other settings are refused
-    again = train_query_encoder(path, train, teacher, tmp_path / "run", dev_queries=dev,
-                                dev_qrels={q: qrels[q] for q in dev}, config=cfg, progress=False)
+    again = train_query_encoder(
+        path,
+        train,
+        teacher,
+        tmp_path / "run",
+        dev_queries=dev,
+        dev_qrels={q: qrels[q] for q in dev},
+        config=cfg,
+        progress=False,
+    )
     assert again["steps"] == 2
     with pytest.raises(FrozenIndexError, match="other settings"):
-        train_query_encoder(path, train, teacher, tmp_path / "run", config=QuerySideConfig(batch_size=4), progress=False)
+        train_query_encoder(
+            path, train, teacher, tmp_path / "run", config=QuerySideConfig(batch_size=4), progress=False
+        )
 
 
 def test_query_side_refuses_bad_inputs(small_index, tmp_path):
@@ -175,5 +200,12 @@ def test_query_side_refuses_bad_inputs(small_index, tmp_path):
         train_query_encoder(path, texts, {}, tmp_path / "r1", progress=False)
     dev = dict(list(texts.items())[:2])
     with pytest.raises(FrozenIndexError, match="also training queries"):
-        train_query_encoder(path, texts, teacher, tmp_path / "r2", dev_queries=dev,
-                            dev_qrels={q: qrels[q] for q in dev}, progress=False)
+        train_query_encoder(
+            path,
+            texts,
+            teacher,
+            tmp_path / "r2",
+            dev_queries=dev,
+            dev_qrels={q: qrels[q] for q in dev},
+            progress=False,
+        )
