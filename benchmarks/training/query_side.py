@@ -84,12 +84,21 @@ def candidates(
     return run
 
 
-def teacher_scores(ds, queries, cands, spec: str, work: Path) -> tuple[dict, str]:
-    from distilir.teachers import TeacherStore, build_teacher, teach
+def teacher_scores(ds, queries, cands, spec: str, work: Path, index_path: Path) -> tuple[dict, str]:
+    from distilir.teachers import BiEncoderTeacher, TeacherError, TeacherStore, build_teacher, teach
 
     corpus = ds.corpus()
     teacher = build_teacher(spec, corpus={d.id: d.full_text for d in corpus.values()})
     path = work / "stores" / f"{ds.name}-{teacher.fingerprint}"
+    # a bi-encoder member that is the base index's own model takes the index's vectors: no document is
+    # encoded twice by the same model
+    for member, _ in getattr(teacher, "members", [(teacher, 1.0)]):
+        if isinstance(member, BiEncoderTeacher):
+            try:
+                added = member.seed_from_index(index_path, {d.id: d.full_text for d in corpus.values()})
+                print(f"{member.name}: {added} document embeddings taken from {index_path}")
+            except TeacherError as exc:
+                print(f"{member.name}: encodes its own documents ({exc})")
     lists = {q: c for q, c in cands.items() if q in queries}
     t0 = time.perf_counter()
     _, stats = teach(
@@ -289,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         view = dev_view
     dev_as_queries = {q: Query(q, t) for q, t in dev_q.items()}
     teacher_run, teacher_fp = teacher_scores(
-        view, {**train_q, **synth, **dev_as_queries}, cands, args.teacher, work
+        view, {**train_q, **synth, **dev_as_queries}, cands, args.teacher, work, args.index
     )
 
     base_file = work / f"base-{args.test_split}.json"

@@ -14,7 +14,7 @@ encoded once per teacher; with ``cache_dir`` documents once per fingerprint acro
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,37 @@ class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
     def _similarities(self, query: np.ndarray, docs: Sequence[np.ndarray]) -> list[float]:
         block = np.asarray(docs, dtype=np.float32).reshape(len(docs), -1)
         return (block @ query).astype(np.float64).tolist()
+
+    def seed_from_index(self, index_path: str | os.PathLike[str], texts: Mapping[str, str]) -> int:
+        """Take the document embeddings of a ``distilir_index`` dense index built by this very model
+        (same weights fingerprint, max length and prompts; cosine teachers need a normalised index,
+        dot teachers an unnormalised one) into the document cache, so no document is encoded twice by
+        the same model. ``texts``: ``{doc_id: the text this teacher will be given}``. Returns the
+        number of embeddings added; raises :class:`TeacherError` naming every setting that differs."""
+        from distilir_index import read_manifest
+        from distilir_index.dense import DenseIndex
+
+        encoder = read_manifest(index_path).get("encoder") or {}
+        mine = self.get_config_dict()
+        diffs = []
+        if encoder.get("fingerprint") != self._identity.get("fingerprint"):
+            diffs.append(f"weights {encoder.get('fingerprint')} vs {self._identity.get('fingerprint')}")
+        if encoder.get("max_length") != mine["max_length"]:
+            diffs.append(f"max_length {encoder.get('max_length')} vs {mine['max_length']}")
+        if encoder.get("document_prompt") or mine["prompts"]:
+            diffs.append("prompts")
+        if bool(encoder.get("normalize")) != (self.similarity == "cosine"):
+            diffs.append(f"normalize={encoder.get('normalize')} vs similarity={self.similarity}")
+        if diffs:
+            raise TeacherError(
+                f"the index at {index_path} was not built by this teacher's encoder ({'; '.join(diffs)}); "
+                "its vectors cannot stand in for the teacher's document embeddings."
+            )
+        index = DenseIndex.load(index_path, load_encoder=False, mmap=True)
+        ids = [d for d in index.ids() if d in texts]
+        keep = {d: i for i, d in enumerate(index.ids())}
+        vectors = index.vectors()
+        return self.doc_cache.put([texts[d] for d in ids], [vectors[keep[d]] for d in ids])
 
     def _check_onnx_support(self) -> None:
         from sentence_transformers.base.modules import Transformer

@@ -105,6 +105,22 @@ class EmbeddingCache:
             self._store.update(new)
         return [self._store[k] for k in keys]
 
+    def put(self, texts: Sequence[str], embeddings: Sequence[Any]) -> int:
+        """Add embeddings computed elsewhere (e.g. the vectors of an index built by the same model);
+        texts already cached are left as they are. Returns how many were added (one part on disk)."""
+        if len(texts) != len(embeddings):
+            raise TeacherError(f"got {len(texts)} texts but {len(embeddings)} embeddings")
+        new = {}
+        for text, emb in zip(texts, embeddings, strict=True):
+            key = text_hash(text)
+            if key not in self._store and key not in new:
+                new[key] = emb
+        if new:
+            if self.directory is not None:
+                self._write_part(new)
+            self._store.update(new)
+        return len(new)
+
     # --- persistence ------------------------------------------------------------------------------
 
     def _open(self, identity: dict[str, Any]) -> None:

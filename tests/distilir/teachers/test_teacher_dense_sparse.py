@@ -151,3 +151,34 @@ def test_bi_encoder_onnx_backend_gives_the_same_scores(minilm, lists, tmp_path, 
     assert len(list((tmp_path / "onnx").glob("encoder-*.onnx"))) == 1
     with pytest.raises(TeacherError, match="backend must be"):
         BiEncoderTeacher(minilm, backend="openvino")
+
+
+def test_bi_encoder_teacher_takes_document_embeddings_from_its_own_index(tmp_path, minilm_path):
+    """The teacher's document cache seeded from a dense index built by the same model gives the same
+    scores as encoding the documents itself, and an index of other settings is refused."""
+    from distilir_index.dense import DenseIndex
+    from distilir_index.encoders import DenseEncoder
+
+    from distilir.teachers import BiEncoderTeacher, TeacherError
+
+    docs = {
+        "a": "Aspirin reduces the risk of heart attacks.",
+        "b": "Cats sleep most of the day.",
+        "c": "Tea.",
+    }
+    index = DenseIndex(DenseEncoder(minilm_path))
+    index.add(list(docs), list(docs.values()))
+    index.save(tmp_path / "idx")
+    seeded = BiEncoderTeacher(minilm_path)
+    assert seeded.seed_from_index(tmp_path / "idx", docs) == 3
+    plain = BiEncoderTeacher(minilm_path)
+    got = seeded.score("does aspirin help the heart?", list(docs.values()))
+    assert seeded.doc_cache.misses == 0  # nothing encoded
+    np.testing.assert_allclose(
+        got, plain.score("does aspirin help the heart?", list(docs.values())), atol=1e-5
+    )
+    short = DenseIndex(DenseEncoder(minilm_path, max_length=64))
+    short.add(list(docs), list(docs.values()))
+    short.save(tmp_path / "short")
+    with pytest.raises(TeacherError, match="max_length"):
+        BiEncoderTeacher(minilm_path).seed_from_index(tmp_path / "short", docs)
