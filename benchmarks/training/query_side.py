@@ -71,6 +71,7 @@ def candidates(
     from distilir_index.hybrid import HybridIndex
 
     from distilir.candidates.first_stage import FirstStageConfig, build_index, iter_search
+    from distilir.conventions import conventions_for
 
     key = hashlib.sha256(json.dumps(sorted(texts.items())).encode()).hexdigest()[:12]
     file = work / f"candidates-{depth}-{key}.json"
@@ -79,7 +80,8 @@ def candidates(
     bm25 = build_index(ds, FirstStageConfig("bm25"), cache_dir=work / "indexes")
     dense = DenseIndex.load(index_path)
     hybrid = HybridIndex(bm25, dense, method="rrf", rrf_k=60)
-    run = dict(iter_search(hybrid, texts, k=depth, desc="candidates (RRF bm25+dense)"))
+    drop_self = conventions_for(ds.name).ignore_identical_ids  # ArguAna: a query is also a document
+    run = dict(iter_search(hybrid, texts, k=depth, drop_self=drop_self, desc="candidates (RRF bm25+dense)"))
     file.write_text(json.dumps(run))
     return run
 
@@ -115,8 +117,10 @@ def teacher_scores(ds, queries, cands, spec: str, work: Path, index_path: Path) 
 
 
 def evaluate_test(
-    ds, split: str, index_path: Path, model_dir: Path | None, depth: int = 100
+    ds, split: str, index_path: Path, model_dir: Path | None, depth: int = 100, qids: list[str] | None = None
 ) -> dict[str, float]:
+    """Exact full-corpus search of ``split``'s queries (or ``qids``) through the Retriever, evaluated
+    with the collection's conventions (ArguAna: self-hits dropped)."""
     from distilir_index import Retriever
 
     from distilir.conventions import conventions_for
@@ -124,10 +128,12 @@ def evaluate_test(
 
     retriever = Retriever.load(index_path, query_encoder=str(model_dir) if model_dir else None)
     queries = ds.queries(split)
-    qids = sorted(queries)
-    hits = retriever.search_many([queries[q].text for q in qids], k=depth)
+    qids = sorted(qids if qids is not None else queries)
+    conv = conventions_for(ds.name)
+    hits = retriever.search_many([queries[q].text for q in qids], k=depth + int(conv.ignore_identical_ids))
     run = {q: {h.id: float(h.score) for h in hs} for q, hs in zip(qids, hits, strict=True)}
-    res = evaluate(run, ds.qrels(split), ["nDCG@10", "R@100"], conventions=conventions_for(ds.name))
+    qrels = ds.qrels(split)
+    res = evaluate(run, {q: qrels[q] for q in qids}, ["nDCG@10", "R@100"], conventions=conv)
     return {k: round(v, 4) for k, v in res.aggregate.items()}, res
 
 
@@ -243,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--tag", default="")
     p.add_argument(
+        "--halves",
+        action="store_true",
+        help="collections with one split (ArguAna): distil on a seeded half of --test-split's queries "
+        "(the split of distill_scifact.py, seed 42; dev carved from that half), evaluate on the other half",
+    )
+    p.add_argument(
         "--report-from",
         type=Path,
         nargs="*",
@@ -258,7 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     ds = load_dataset(args.dataset)
 
     train_q, dev_q, dev_qrels = {}, {}, {}
-    if args.train_split:
+    test_ids = None
+    if args.halves:
+        from benchmarks.training.distill_scifact import split_queries
+
+        distil = split_queries(ds, args.test_split, "distil", 42)
+        test_ids = split_queries(ds, args.test_split, "eval", 42)
+        train_ids, dev_ids = split_dev(distil, args.dev_fraction, seed=0)
+        allq = ds.queries(args.test_split)
+        train_q = {q: allq[q] for q in train_ids}
+        dev_q = {q: allq[q].text for q in dev_ids}
+        dev_qrels = {q: ds.qrels(args.test_split)[q] for q in dev_ids}
+    elif args.train_split:
         qids = sorted(q for q in ds.qrels(args.train_split) if q in ds.queries(args.train_split))
         train_ids, dev_ids = split_dev(qids, args.dev_fraction, seed=0)
         allq = ds.queries(args.train_split)
@@ -303,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
 
     base_file = work / f"base-{args.test_split}.json"
     if not base_file.is_file():
-        base_file.write_text(json.dumps(evaluate_test(ds, args.test_split, args.index, None)[0]))
+        base_file.write_text(
+            json.dumps(evaluate_test(ds, args.test_split, args.index, None, qids=test_ids)[0])
+        )
     base = json.loads(base_file.read_text())
     diag_file = work / "base-diagnostics.json"
     if not diag_file.is_file() and dev_q:
@@ -358,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                     "query_store": store.manifest["generator"],
                 },
             )
-            test, _ = evaluate_test(ds, args.test_split, args.index, out / "model")
+            test, _ = evaluate_test(ds, args.test_split, args.index, out / "model", qids=test_ids)
             row["diagnostics"] = diagnose(args.index, out / "model", qs, dev_q, dev_qrels, teacher_run)
             row.update(
                 {

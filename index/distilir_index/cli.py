@@ -180,6 +180,12 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["allow_reload_overrides"] = True
     if args.cors:
         overrides["cors"] = args.cors
+    if args.query_encoder:
+        models = _parse_index_specs(args.query_encoder)
+        unknown = sorted(set(models) - set(overrides.get("indexes") or {}))
+        if unknown:
+            raise SystemExit(f"--query-encoder names {unknown}, which no --index names")
+        overrides["index_models"] = models
     settings = ServiceSettings(**overrides)
     if not settings.indexes:
         raise SystemExit("no index to serve: pass --index NAME=PATH (or set DISTILIR_INDEXES)")
@@ -250,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve indexes over HTTP (see distilir_index.service)")
     s.add_argument("--index", action="append", metavar="NAME=PATH", help="an index to serve (repeatable)")
+    s.add_argument(
+        "--query-encoder",
+        action="append",
+        metavar="NAME=MODEL",
+        help="encode the queries of index NAME with MODEL (the same encoder, or a query-side student "
+        "trained against an index of that encoder; anything else is refused at startup)",
+    )
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--api-key", help="require this key (Authorization: Bearer or X-API-Key)")

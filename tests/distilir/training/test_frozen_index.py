@@ -175,6 +175,7 @@ def test_query_side_run_leaves_the_index_unchanged_and_pairs_only_with_it(small_
         Retriever.load(tmp_path / "other-index", query_encoder=str(model_dir))
     # and the plain base model still loads its own index
     assert Retriever.load(path).search("cancer", k=1)
+    _served_hits_equal_in_process(path, model_dir, next(iter(dev.values())))
 
     # same settings resume (nothing left to do), other settings are refused
     again = train_query_encoder(
@@ -209,3 +210,55 @@ def test_query_side_refuses_bad_inputs(small_index, tmp_path):
             dev_qrels={q: qrels[q] for q in dev},
             progress=False,
         )
+
+
+def _served_hits_equal_in_process(index, model_dir, query):
+    """`distilir-index serve --query-encoder` over real HTTP on loopback serves the student's hits."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from distilir_index import Retriever
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "distilir_index.cli",
+        "serve",
+        "--index",
+        f"s={index}",
+        "--query-encoder",
+        f"s={model_dir}",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready in 120 s"
+            time.sleep(0.3)
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/search", json={"query": query, "k": 3}, timeout=30)
+        assert r.status_code == 200, r.text
+        served = [(h["id"], round(h["score"], 4)) for h in r.json()["hits"]]
+        local = Retriever.load(index, query_encoder=str(model_dir)).search(query, k=3)
+        assert served == [(h.id, round(h.score, 4)) for h in local]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
