@@ -221,7 +221,6 @@ def _served_hits_equal_in_process(index, model_dir, query):
     import time
 
     import httpx
-
     from distilir_index import Retriever
 
     with socket.socket() as sock:
