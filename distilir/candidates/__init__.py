@@ -1,6 +1,13 @@
 """First-stage candidate lists and negative sampling (the lists a teacher will score)."""
 
-from distilir.candidates.first_stage import RETRIEVERS, FirstStageConfig, build_index, iter_search, retrieve
+from distilir.candidates.first_stage import (
+    RETRIEVERS,
+    FirstStageConfig,
+    build_index,
+    index_path,
+    iter_search,
+    retrieve,
+)
 from distilir.candidates.sampling import SamplingConfig, sample_candidates
 from distilir.candidates.store import read_candidates, write_candidates
 
@@ -9,6 +16,7 @@ __all__ = [
     "FirstStageConfig",
     "SamplingConfig",
     "build_index",
+    "index_path",
     "iter_search",
     "read_candidates",
     "retrieve",

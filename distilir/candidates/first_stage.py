@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from distilir.types import Run
 
-__all__ = ["FirstStageConfig", "RETRIEVERS", "build_index", "retrieve", "iter_search"]
+__all__ = ["FirstStageConfig", "RETRIEVERS", "build_index", "index_path", "iter_search", "retrieve"]
 
 RETRIEVERS = ("bm25", "dense", "sparse", "hybrid")
 
@@ -115,13 +115,23 @@ def _same_encoder(manifest: Mapping[str, Any], config: FirstStageConfig) -> bool
     return recorded is None or current is None or recorded == current
 
 
+def index_path(dataset, config: FirstStageConfig, cache_dir: str | Path | None = None) -> Path:
+    """Where :func:`build_index` keeps the index of ``dataset`` for ``config`` (bm25, dense, sparse)."""
+    from distilir_index.models import cache_dir as default_cache
+
+    if config.retriever == "hybrid":
+        raise ValueError("a hybrid first stage is two indexes (bm25 and dense); ask for each")
+    fingerprint, _ = _corpus_fingerprint(dataset)
+    root = Path(cache_dir) if cache_dir else default_cache() / "indexes"
+    return root / f"{dataset.name.replace('/', '_')}-{config.cache_key(fingerprint)}"
+
+
 def build_index(
     dataset, config: FirstStageConfig, cache_dir: str | Path | None = None, refresh: bool = False
 ):
     """Return a searchable index over ``dataset``'s corpus, loading it from the cache when the corpus
     fingerprint matches, else building and saving it there."""
     from distilir_index import load_index, read_manifest
-    from distilir_index.models import cache_dir as default_cache
 
     if config.retriever == "hybrid":
         from distilir_index.hybrid import HybridIndex
@@ -132,9 +142,8 @@ def build_index(
         )
         return HybridIndex(bm25, dense, method="rrf", rrf_k=config.rrf_k)
 
-    fingerprint, count = _corpus_fingerprint(dataset)
-    root = Path(cache_dir) if cache_dir else default_cache() / "indexes"
-    path = root / f"{dataset.name.replace('/', '_')}-{config.cache_key(fingerprint)}"
+    path = index_path(dataset, config, cache_dir)
+    fingerprint, _ = _corpus_fingerprint(dataset)
     if not refresh and (path / "manifest.json").is_file():
         manifest = read_manifest(path)
         if manifest["corpus"].get("fingerprint") == fingerprint and _same_encoder(manifest, config):
