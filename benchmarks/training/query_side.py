@@ -52,6 +52,16 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "margin-synth": ("train+synthetic", {"full_kl": 0.0, "margin_mse": 1.0}),
     "margin": ("train", {"full_kl": 0.0, "margin_mse": 1.0}),
     "kl-infonce": ("train+synthetic", {"infonce": 0.1}),
+    # the train queries alone, many passes at a higher rate (a query encoder against frozen documents
+    # has few queries to learn from; 23 steps per epoch on scifact)
+    "kl-10ep": ("train", {"epochs": 10, "lr": 5e-5, "eval_every": 23}),
+    "kl-10ep-lr1e4": ("train", {"epochs": 10, "lr": 1e-4, "eval_every": 23}),
+    "listkl-10ep": ("train", {"epochs": 10, "lr": 5e-5, "eval_every": 23, "full_kl": 0.0, "list_kl": 1.0}),
+    "margin-10ep": (
+        "train",
+        {"epochs": 10, "lr": 5e-5, "eval_every": 23, "full_kl": 0.0, "margin_mse": 1.0},
+    ),
+    "synth-only-lr5": ("synthetic", {"lr": 5e-5}),
 }
 
 
@@ -175,6 +185,32 @@ def write_report(work_dirs: list[Path], out: Path = REPORT) -> None:
             f"{(r.get('test') or {}).get('R@100', '–')} | "
             f"{r.get('index_unchanged')} | {r.get('seconds', '–')} | {status} |"
         )
+    lines += [
+        "",
+        "## Diagnostics (step 1 of the issue): agreement with the teacher, re-ranking, geometry",
+        "",
+        "Kendall τ / top-1 agreement between the student's and the teacher's order of the teacher-scored",
+        "lists (500 seeded training queries; the dev queries, never trained on); nDCG@10 of re-ranking the",
+        "dev lists by the student and by the teacher; the free-query bound: full-corpus dev nDCG@10 of one",
+        "free query vector per dev query fitted to the teacher's list (`free_query_bound`): what the frozen",
+        "document space allows at best; geometry: mean cosine between random documents, a query and random",
+        "documents, a query and its top document.",
+        "",
+        "| run | dataset | train τ / top-1 | dev τ / top-1 | dev re-rank (student / teacher) "
+        "| free-query bound | cos doc–doc | cos q–random | cos q–top1 |",
+        "|---|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for label, dataset, diag in _diagnostic_rows(rows, work_dirs):
+        if not diag:
+            continue
+        ta, da, g = diag.get("train_agreement", {}), diag.get("dev_agreement", {}), diag.get("geometry", {})
+        lines.append(
+            f"| {label} | {dataset} | {ta.get('kendall_tau', 0):.3f} / {ta.get('top1_agreement', 0):.3f} | "
+            f"{da.get('kendall_tau', 0):.3f} / {da.get('top1_agreement', 0):.3f} | "
+            f"{diag.get('dev_rerank_ndcg@10')} / {diag.get('dev_teacher_rerank_ndcg@10')} | "
+            f"{diag.get('dev_free_query_ndcg@10', '–')} | {g.get('doc_doc_cosine')} | "
+            f"{g.get('query_random_doc_cosine')} | {g.get('query_top1_cosine')} |"
+        )
     teachers = sorted({(r["teacher"], r["generator"], r["depth"]) for r in rows})
     lines += ["", "Teacher / generator / candidate depth of the rows:", ""]
     lines += [f"- `{t}` / `{g}` / RRF(BM25, base dense) top {d}" for t, g, d in teachers]
@@ -188,6 +224,18 @@ def write_report(work_dirs: list[Path], out: Path = REPORT) -> None:
     tmp = out.with_suffix(".md.partial")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(out)
+
+
+def _diagnostic_rows(rows: list[dict], work_dirs: list[Path]):
+    """(label, dataset, diagnostics): the base model of each work dir, then every run that has them."""
+    for w in work_dirs:
+        f = Path(w) / "base-diagnostics.json"
+        if f.is_file():
+            dataset = next((r["dataset"] for r in rows if Path(r.get("model", "")).is_relative_to(w)), w.name)
+            yield "base (before training)", dataset, json.loads(f.read_text())
+    for r in rows:
+        if r["status"] == "ok":
+            yield r["run"], r["dataset"], r.get("diagnostics")
 
 
 def diagnose(
@@ -223,7 +271,38 @@ def diagnose(
             tr = evaluate({q: dict(lists[q]) for q in lists}, {q: dev_qrels[q] for q in qids}, ["nDCG@10"])
             out["dev_teacher_rerank_ndcg@10"] = round(tr.aggregate["nDCG@10"], 4)
             out["geometry"] = geometry(docs, vecs)
+            if model_dir is None:
+                out["dev_free_query_ndcg@10"] = free_query_bound_ndcg(
+                    vecs, qids, ids, docs, row_of, lists, {q: dev_qrels[q] for q in qids}
+                )
     return out
+
+
+def free_query_bound_ndcg(vecs, qids, ids, docs, row_of, lists, qrels) -> float:
+    """Full-corpus nDCG@10 of free query vectors fitted to the teacher's lists (see
+    :func:`distilir.training.frozen_index.free_query_bound`): the ceiling of query-side training."""
+    import numpy as np
+
+    from distilir.evaluation import evaluate
+    from distilir.training.frozen_index import free_query_bound
+
+    keep = [i for i, q in enumerate(qids) if lists.get(q)]
+    n = max(len(lists[qids[i]]) for i in keep)
+    rows = np.zeros((len(keep), n), np.int64)
+    teacher = np.zeros((len(keep), n), np.float32)
+    mask = np.zeros((len(keep), n), bool)
+    for j, i in enumerate(keep):
+        ranked = sorted(lists[qids[i]].items(), key=lambda x: (-x[1], x[0]))
+        rows[j] = row_of[ranked[0][0]]
+        rows[j, : len(ranked)] = [row_of[d] for d, _ in ranked]
+        teacher[j, : len(ranked)] = [s for _, s in ranked]
+        mask[j, : len(ranked)] = True
+    fitted = free_query_bound(np.asarray(vecs)[keep], docs, rows, teacher, mask)
+    scores = fitted @ np.asarray(docs).T
+    top = np.argsort(-scores, axis=1)[:, :100]
+    run = {qids[i]: {ids[k]: float(scores[j, k]) for k in top[j]} for j, i in enumerate(keep)}
+    res = evaluate(run, {qids[i]: qrels[qids[i]] for i in keep}, ["nDCG@10"])
+    return round(res.aggregate["nDCG@10"], 4)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     base = json.loads(base_file.read_text())
     diag_file = work / "base-diagnostics.json"
-    if not diag_file.is_file() and dev_q:
+    if dev_q and (not diag_file.is_file() or "dev_free_query_ndcg@10" not in diag_file.read_text()):
         base_train = {**{q: v.text for q, v in train_q.items()}, **{q: v.text for q, v in synth.items()}}
         diag_file.write_text(
             json.dumps(diagnose(args.index, None, base_train, dev_q, dev_qrels, teacher_run))

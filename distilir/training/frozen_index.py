@@ -60,6 +60,7 @@ __all__ = [
     "QUERY_ENCODER_MANIFEST",
     "FrozenIndexError",
     "QuerySideConfig",
+    "free_query_bound",
     "full_corpus_infonce",
     "full_corpus_kl",
     "split_dev",
@@ -486,6 +487,37 @@ def train_query_encoder(
     _save_atomic_dir(write_model, out / "model")
     (out / "history.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def free_query_bound(
+    init: np.ndarray,
+    docs: np.ndarray,
+    rows: np.ndarray,
+    teacher: np.ndarray,
+    mask: np.ndarray,
+    cfg: QuerySideConfig | None = None,
+    steps: int = 200,
+    lr: float = 0.01,
+) -> np.ndarray:
+    """What a query-side student could reach at best on the frozen documents: one free, unit-norm
+    vector per query, started at ``init`` (the base encoder's vectors) and fitted by Adam to the
+    ``full_kl`` loss of these queries' teacher lists (``rows``/``teacher``/``mask``, padded as in
+    training). Retrieval with the returned vectors measures whether the index's space can express
+    the teacher's ranking at all; the gap between it and a trained encoder is what generalisation
+    from the training queries leaves on the table (a diagnostic, never a model)."""
+    cfg = cfg or QuerySideConfig()
+    d = torch.from_numpy(np.ascontiguousarray(docs, dtype=np.float32))
+    r, m = torch.from_numpy(rows).long(), torch.from_numpy(mask).bool()
+    t = normalize_per_query(torch.from_numpy(teacher).float(), m, cfg.normalization)
+    q = torch.from_numpy(np.array(init, dtype=np.float32)).requires_grad_(True)
+    optim = torch.optim.Adam([q], lr=lr)
+    for _ in range(steps):
+        qn = torch.nn.functional.normalize(q, dim=-1)
+        loss = full_corpus_kl(qn @ d.T, r, t, m, cfg.student_temperature, cfg.teacher_temperature)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    return torch.nn.functional.normalize(q.detach(), dim=-1).numpy()
 
 
 def split_dev(

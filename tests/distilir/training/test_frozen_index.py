@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from distilir.training.frozen_index import (
+    free_query_bound,
     FrozenIndexError,
     QuerySideConfig,
     full_corpus_infonce,
@@ -76,6 +77,22 @@ def test_full_corpus_infonce_masks_teacher_false_negatives():
     assert math.isclose(float(got), float(-(keep[0] - torch.logsumexp(keep, 0))), rel_tol=1e-6)
     unmasked = full_corpus_infonce(full, rows, teacher, mask, tau_s=1.0, threshold=1.1)
     assert math.isclose(float(unmasked), float(-(full[0, 0] - torch.logsumexp(full[0], 0))), rel_tol=1e-6)
+
+
+def test_free_query_bound_fits_the_teacher_order_on_frozen_documents():
+    rng = np.random.default_rng(0)
+    docs = rng.normal(size=(200, 16)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    init = rng.normal(size=(5, 16)).astype(np.float32)
+    init /= np.linalg.norm(init, axis=1, keepdims=True)
+    rows = np.stack([rng.choice(200, size=6, replace=False) for _ in range(5)])
+    teacher = np.tile(np.arange(6, 0, -1, dtype=np.float32), (5, 1))  # rows[:, 0] is the teacher's best
+    mask = np.ones_like(rows, dtype=bool)
+    fitted = free_query_bound(init, docs, rows, teacher, mask, steps=300, lr=0.05)
+    assert np.allclose(np.linalg.norm(fitted, axis=1), 1.0, atol=1e-5)
+    top = np.argmax(fitted @ docs.T, axis=1)
+    assert (top == rows[:, 0]).all()  # the teacher's best is now the full-corpus top document
+    assert not (np.argmax(init @ docs.T, axis=1) == rows[:, 0]).all()  # it was not before
 
 
 def test_split_dev_is_seeded_and_disjoint():
