@@ -1,31 +1,47 @@
-"""`make demo` / `distilir demo`: the main job end to end on the embedded default collection.
+"""`make demo` / `distilir demo`: the main job end to end on the embedded default collection, ending
+with the distilled student served over HTTP.
 
-1. baselines on the test split: BM25 and the off-the-shelf dense model (all-MiniLM-L6-v2);
-2. candidates: BM25 top ``depth`` for the training queries (and for the test queries, to show the
-   teacher's own quality by re-ranking);
-3. teacher scores: the offline ensemble (all-mpnet-base-v2 + SPLADE-tiny + BM25, z-scored) into a
-   resumable teacher score store;
-4. training: all-MiniLM-L6-v2 distilled with InfoNCE on the teacher's top document + 0.1 listwise KL
-   on the stored scores (the recipe that beat the base student in benchmarks/reports/training_distill.md);
-5. evaluation: teacher / base student / distilled student side by side, with the published figures.
+1. baselines on the test split: BM25, and the off-the-shelf dense model (all-MiniLM-L6-v2) over its
+   flat index — the index that will be served; its files are never changed afterwards;
+2. training queries: the collection's train queries minus a seeded dev split (by query id) that
+   selects the model — no test query is ever trained on or selected with;
+3. candidates (RRF of BM25 and the base index, top 30) and teacher scores: a z-scored ensemble of the
+   base model and BM25 — the bi-encoder member takes its document embeddings from the base index, so
+   nothing is encoded twice (``--full-teacher``: all-MiniLM-L6-v2 + SPLADE-tiny + BM25, the teacher of
+   benchmarks/reports/query_side.md, ~20 more minutes on two cores for SPLADE's documents); the
+   teacher re-ranking BM25's top 20 of the test queries shows how good it is;
+4. query-side distillation on the frozen index (:mod:`distilir.training.frozen_index`) with the best
+   recipe of benchmarks/reports/query_side.md (:data:`RECIPE`: full-corpus KL, 10 passes over the
+   train queries at lr 1e-4, dev evaluation every pass, early stopping): only the query encoder
+   learns, against every corpus document;
+5. evaluation side by side, then the student served: ``distilir-index serve --query-encoder`` on
+   loopback answers one query over HTTP, and the ``curl`` command to run next is printed.
 
 Everything lands under a work folder (default ``$DISTILIR_CACHE/demo``) and is reused on the next
-run: an interrupted demo continues where it stopped (indexes, teacher store and training resume).
-``--quick`` uses a cheaper teacher (SPLADE-tiny + BM25) and fewer training queries.
+run: an interrupted demo continues where it stopped (index, query store, teacher store, training).
+``--quick`` trains 3 passes instead of 10.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from distilir.published import PUBLISHED
 
-__all__ = ["run_demo"]
+__all__ = ["CHEAP_TEACHER", "FULL_TEACHER", "RECIPE", "run_demo"]
 
 MEASURES = ("nDCG@10", "R@100")
+CHEAP_TEACHER = "ensemble?normalization=zscore:bi-encoder:all-MiniLM-L6-v2*1+bm25*1"
+FULL_TEACHER = "ensemble?normalization=zscore:bi-encoder:all-MiniLM-L6-v2*1+splade:splade-tiny*1+bm25*1"
+#: the query-side recipe with the best dev nDCG@10 in benchmarks/reports/query_side.md (run
+#: ``kl-10ep-lr1e4``; chosen on the dev split, never on test)
+RECIPE = {"epochs": 10, "lr": 1e-4, "eval_every": 23}
+STUDENT = "all-MiniLM-L6-v2"
 
 
 def _row(dataset: str, system: str, key: str | None, result, seconds: float) -> dict:
@@ -44,23 +60,79 @@ def _work_dir() -> Path:
     return Path(os.environ.get("DISTILIR_DEMO_DIR") or cache_dir() / "demo")
 
 
-def run_demo(data_dir: str | None = None, dataset: str = "scifact", quick: bool = False) -> int:
-    from distilir.candidates import FirstStageConfig, build_index, iter_search, retrieve
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_and_ask(index: Path, student: Path, query: str, timeout: float = 180.0) -> list[dict]:
+    """Start ``distilir-index serve`` with the student as the query encoder on a free loopback port,
+    ask one query over HTTP, stop the server; print the commands a user can run next."""
+    import httpx
+
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "distilir_index.cli",
+        "serve",
+        "--index",
+        f"demo={index}",
+        "--query-encoder",
+        f"demo={student}",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited: {proc.stdout.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server was not ready within {timeout:.0f} s")
+            time.sleep(0.3)
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/search", json={"query": query, "k": 3}, timeout=30)
+        r.raise_for_status()
+        return r.json()["hits"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a server that ignores SIGTERM
+            proc.kill()
+
+
+def run_demo(
+    data_dir: str | None = None, dataset: str = "scifact", quick: bool = False, full_teacher: bool = False
+) -> int:
+    from distilir_index import Retriever
+    from distilir_index.hybrid import HybridIndex
+
+    from distilir.candidates import FirstStageConfig, build_index, index_path, iter_search, retrieve
     from distilir.conventions import conventions_for
     from distilir.data import load_dataset
     from distilir.evaluation import evaluate, format_table
-    from distilir.teachers import DEFAULT_OFFLINE_TEACHER, TeacherStore, build_teacher
-    from distilir.training import Trainer, load_config
+    from distilir.teachers import BiEncoderTeacher, TeacherStore, build_teacher, teach
+    from distilir.training.frozen_index import QuerySideConfig, split_dev, train_query_encoder
 
+    t_start = time.perf_counter()
     ds = load_dataset(dataset, data_dir=data_dir)
     conv = conventions_for(ds.name)
-    train_split, test_split = "train", "test"
-    if train_split not in ds.splits():
+    if "train" not in ds.splits():
         raise ValueError(f"the demo distils on a 'train' split; {ds.name} has {ds.splits()}")
-    qrels = ds.qrels(test_split)
+    qrels = ds.qrels("test")
     work = _work_dir() / ("quick" if quick else "full") / ds.name.replace("/", "_")
     work.mkdir(parents=True, exist_ok=True)
-    depth_train, depth_test = (10, 20) if quick else (20, 20)
     rows: list[dict] = []
 
     def score(run, system, key, t0):
@@ -69,115 +141,94 @@ def run_demo(data_dir: str | None = None, dataset: str = "scifact", quick: bool 
         print(f"  {system}: nDCG@10 {res.aggregate['nDCG@10']:.4f}", flush=True)
         return res
 
-    print(f"== distilir demo on {ds.name}: distil a teacher into all-MiniLM-L6-v2 ==")
+    print(f"== distilir demo on {ds.name}: distil a teacher into {STUDENT}'s query encoder ==")
     print(f"work folder: {work} (rerunning the demo reuses it)\n")
 
-    print("[1/5] baselines", flush=True)
+    print("[1/5] baselines (and the base index that will be served)", flush=True)
     t0 = time.perf_counter()
-    bm25_run = retrieve(ds, test_split, FirstStageConfig("bm25"), k=1000, drop_self=conv.ignore_identical_ids)
+    bm25_run = retrieve(ds, "test", FirstStageConfig("bm25"), k=1000, cache_dir=work / "indexes")
     score(bm25_run, "BM25 (k1=0.9, b=0.4)", "bm25", t0)
     t0 = time.perf_counter()
-    base_run = retrieve(
-        ds,
-        test_split,
-        FirstStageConfig("dense", model="all-MiniLM-L6-v2"),
-        k=1000,
-        drop_self=conv.ignore_identical_ids,
-    )
-    score(base_run, "all-MiniLM-L6-v2, off the shelf", "all-MiniLM-L6-v2", t0)
+    dense_cfg = FirstStageConfig("dense", model=STUDENT)
+    base_index = index_path(ds, dense_cfg, work / "indexes")
+    base_run = retrieve(ds, "test", dense_cfg, k=1000, cache_dir=work / "indexes")
+    score(base_run, f"{STUDENT}, off the shelf", STUDENT, t0)
 
-    print(f"\n[2/5] candidates: BM25 top {depth_train} (train) and top {depth_test} (test)", flush=True)
-    bm25 = build_index(ds, FirstStageConfig("bm25"))
-    train_q = {q: v.text for q, v in ds.queries(train_split).items()}
-    if quick:
-        train_q = dict(sorted(train_q.items())[:300])
-    test_q = {q: v.text for q, v in ds.queries(test_split).items()}
-    candidates = {q: list(d) for q, d in iter_search(bm25, train_q, k=depth_train, desc="train candidates")}
-    test_candidates = {q: list(d) for q, d in iter_search(bm25, test_q, k=depth_test, desc="test candidates")}
+    print("\n[2/5] training queries: the train split minus a seeded dev split", flush=True)
+    judged = ds.qrels("train")
+    allq = ds.queries("train")
+    train_ids, dev_ids = split_dev(sorted(q for q in judged if q in allq), 0.12, seed=0)
+    texts = {q: allq[q].text for q in train_ids}
+    test_q = {q: v.text for q, v in ds.queries("test").items()}
+    print(f"  {len(train_ids)} training queries, {len(dev_ids)} dev queries (model selection)")
 
-    spec = "ensemble?normalization=zscore:splade:splade-tiny*1+bm25*1" if quick else DEFAULT_OFFLINE_TEACHER
-    if importlib.util.find_spec("onnxruntime") is not None:
-        # the same scores, about twice as fast on CPU (distilir.teachers.bi_encoder)
-        spec = spec.replace("bi-encoder:all-mpnet-base-v2", "bi-encoder:all-mpnet-base-v2?backend=onnx")
-    # document embeddings of the embedding teachers are kept on disk: a rerun (or another split) of the
-    # demo encodes nothing twice
-    os.environ.setdefault("DISTILIR_EMBEDDING_CACHE", str(_work_dir() / "embeddings"))
-    print(f"\n[3/5] teacher scores: {spec}", flush=True)
+    print("\n[3/5] candidates (RRF of BM25 and the base index) and teacher scores", flush=True)
+    t0 = time.perf_counter()
+    bm25 = build_index(ds, FirstStageConfig("bm25"), cache_dir=work / "indexes")
+    hybrid = HybridIndex(bm25, build_index(ds, dense_cfg, cache_dir=work / "indexes"), method="rrf", rrf_k=60)
+    candidates = dict(iter_search(hybrid, texts, k=30, desc="candidates"))
+    test_cands = dict(iter_search(bm25, test_q, k=20, desc="test candidates (BM25 top 20)"))
+    spec = FULL_TEACHER if full_teacher else CHEAP_TEACHER
     corpus = ds.corpus()
     teacher = build_teacher(spec, corpus={d.id: d.full_text for d in corpus.values()})
-    docs = {d: doc.full_text for d, doc in corpus.items()}
+    for member, _ in getattr(teacher, "members", [(teacher, 1.0)]):
+        if isinstance(member, BiEncoderTeacher) and member.name == f"bi-encoder:{STUDENT}":
+            member.seed_from_index(base_index, {d.id: d.full_text for d in corpus.values()})
     store_dir = work / f"teacher-{teacher.fingerprint}"
-    t0 = time.perf_counter()
-    store = TeacherStore.open(
-        store_dir,
-        teacher,
-        candidate_source={
-            "retriever": "bm25",
-            "dataset": ds.name,
-            "train_depth": depth_train,
-            "test_depth": depth_test,
-        },
-    )
-    try:
-        store.score(teacher, {**train_q, **test_q}, docs, {**candidates, **test_candidates}, progress=True)
-        teacher_run = {q: dict(store.get(q)) for q in test_candidates}
-    finally:
-        store.close()
-    score(teacher_run, f"teacher re-ranking BM25 top {depth_test}", None, t0)
-
-    print("\n[4/5] training all-MiniLM-L6-v2 with InfoNCE + 0.1 listwise KL", flush=True)
-    overrides = {
-        "student.kind": "bi_encoder",
-        "student.model": "all-MiniLM-L6-v2",
-        "student.max_length": 128,
-        # all-MiniLM-L6-v2 scores are cosines in [-1, 1] while the teacher's are z-scores: KL divides
-        # the student's scores by 0.05 (as sentence-transformers' MNRL scale 20) without the tau^2
-        # factor (benchmarks/reports/training_distill*.md: at temperature 1 the student fell to 0.573)
-        # InfoNCE on the teacher's top document (in-batch negatives) carries the update and KL over the
-        # candidates shapes it: on scifact KL-first recipes fell below the base student (0.59-0.62)
-        # while this one rose above it (benchmarks/reports/training_distill.md)
-        "losses": [
-            {"name": "infonce", "weight": 1.0, "params": {"temperature": 0.05}},
-            {
-                "name": "kl",
-                "weight": 0.1,
-                "params": {"student_temperature": 0.05, "scale_by_temperature": False},
-            },
-        ],
-        "data.teacher_store": str(store_dir),
-        "data.dataset": dataset,
-        "data.split": train_split,
-        "data.candidates_per_query": 8,
-        "data.max_queries": len(train_q),
-        "optim.batch_size": 16,
-        "optim.epochs": 1,
-        "optim.lr": 1e-5,
-        "optim.seed": 42,
-        "output_dir": str(work / "student-infonce-kl"),
-        "checkpoint_every": 20,
-        "keep_last": 1,
-    }
-    config = load_config(None, overrides)
-    t0 = time.perf_counter()
-    result = Trainer(config, data_dir=data_dir).train(resume="auto")
-    print(f"  {result.steps} steps in {time.perf_counter() - t0:.0f}s; student at {result.student_dir}")
-
-    print("\n[5/5] evaluating the distilled student (exact dense retrieval over the corpus)", flush=True)
-    t0 = time.perf_counter()
-    student_run = retrieve(
+    teach(
         ds,
-        test_split,
-        FirstStageConfig("dense", model=str(result.student_dir)),
-        k=1000,
-        drop_self=conv.ignore_identical_ids,
+        {**candidates, **test_cands},
+        teacher,
+        store_dir,
+        batch_queries=256,
+        candidate_source={"retriever": "rrf(bm25, dense) top 30; test: bm25 top 20"},
     )
-    score(student_run, "all-MiniLM-L6-v2, distilled", None, t0)
+    with TeacherStore.open(store_dir) as store:
+        teacher_run = store.to_run()
+    print(f"  teacher: {spec}")
+    score({q: teacher_run[q] for q in test_cands}, "teacher re-ranking BM25 top 20", None, t0)
 
+    print(f"\n[4/5] query-side distillation of {STUDENT} on the frozen index", flush=True)
+    t0 = time.perf_counter()
+    config = QuerySideConfig(**{**RECIPE, "epochs": 3 if quick else RECIPE["epochs"]})
+    out = work / f"student-{config.hash()}"
+    summary = train_query_encoder(
+        base_index,
+        texts,
+        teacher_run,
+        out,
+        dev_queries={q: allq[q].text for q in dev_ids},
+        dev_qrels={q: judged[q] for q in dev_ids},
+        config=config,
+        conventions=conv,
+        provenance={"teacher": spec, "teacher_store": str(store_dir), "queries": f"{ds.name} train"},
+    )
+    print(
+        f"  {summary['steps']} steps in {time.perf_counter() - t0:.0f}s; "
+        f"chosen step {summary['selected_step']} "
+        f"(dev nDCG@10 {summary['dev_ndcg@10']}); student at {out / 'model'}"
+    )
+
+    print("\n[5/5] evaluation (exact search over the unchanged base index) and serving", flush=True)
+    t0 = time.perf_counter()
+    retriever = Retriever.load(base_index, query_encoder=str(out / "model"))
+    qids = sorted(test_q)
+    hits = retriever.search_many([test_q[q] for q in qids], k=1000)
+    student_run = {q: {h.id: h.score for h in hs} for q, hs in zip(qids, hits, strict=True)}
+    score(student_run, f"{STUDENT}, query encoder distilled", None, t0)
     print()
     print(format_table(rows, list(rows[0])))
+    query = test_q[qids[0]]
+    served = serve_and_ask(base_index, out / "model", query)
+    print(f"\nserved over HTTP (distilir-index serve --query-encoder), query {query!r}:")
+    for h in served:
+        print(f"  {h['id']}  {h['score']:.3f}  {(h.get('text') or '')[:70]}")
     print(
-        "\npublished: BM25 from pyserini's BEIR reproductions (flat); all-MiniLM-L6-v2 from MTEB. "
-        "The teacher "
-        f"row re-ranks BM25's top {depth_test} only, so its R@100 is bounded by BM25's R@{depth_test}."
+        "\nrun it yourself:\n"
+        f"  distilir-index serve --index {ds.name}={base_index} --query-encoder {ds.name}={out / 'model'} "
+        "--port 8000\n"
+        "  curl -s localhost:8000/v1/search -H 'content-type: application/json' "
+        f'-d \'{{"query": "{query[:60]}", "k": 3}}\''
     )
+    print(f"\ndemo finished in {time.perf_counter() - t_start:.0f}s")
     return 0
