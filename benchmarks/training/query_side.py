@@ -154,6 +154,13 @@ def write_report(work_dirs: list[Path], out: Path = REPORT) -> None:
         f = Path(w) / "results.jsonl"
         if f.is_file():
             rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    seen, unique = set(), []
+    for r in rows:  # a rerun that found its run already finished repeats that row: keep the first
+        key = r.get("model") if r["status"] == "ok" else None
+        if key is None or key not in seen:
+            unique.append(r)
+            seen.add(key)
+    rows = unique
     lines = [
         "# Query-side distillation on a frozen index",
         "",

@@ -326,6 +326,7 @@ def train_query_encoder(
         "bad": 0,
         "history": [],
         "margin_scale": cfg.margin_scale,
+        "seconds": 0.0,  # training time over every session of this run (a resumed run adds to it)
     }
     if (ckpt / "state.pt").is_file():
         saved = torch.load(ckpt / "state.pt", weights_only=False)
@@ -342,6 +343,8 @@ def train_query_encoder(
     model.train()
 
     def checkpoint() -> None:
+        state["seconds"] = base_seconds + time.perf_counter() - t0
+
         def write(tmp: Path) -> None:
             tmp.mkdir(parents=True)
             torch.save(
@@ -371,7 +374,7 @@ def train_query_encoder(
 
     if state["step"] == 0 and dev_queries and not state["history"]:
         evaluate_dev()  # the base model's dev score: a run that never beats it keeps the base
-    t0 = time.perf_counter()
+    t0, base_seconds = time.perf_counter(), state.get("seconds", 0.0)
     bar = tqdm(
         total=total, initial=state["step"], desc="query-side training", unit="step", disable=not progress
     )
@@ -440,7 +443,7 @@ def train_query_encoder(
                     stopped = True
                     break
     bar.close()
-    seconds = time.perf_counter() - t0
+    state["seconds"] = seconds = base_seconds + time.perf_counter() - t0
     if not dev_queries:
         _save_atomic_dir(model.save, out / "best")
         state["best_step"] = state["step"]
