@@ -251,6 +251,7 @@ def cmd_queries_info(args) -> int:
 
 
 def cmd_train_query_encoder(args) -> int:
+    from distilir.conventions import conventions_for
     from distilir.queries import QueryStore
     from distilir.teachers.store import TeacherStore
     from distilir.training.frozen_index import QuerySideConfig, split_dev, train_query_encoder
@@ -267,8 +268,21 @@ def cmd_train_query_encoder(args) -> int:
         queries.update({q: allq[q].text for q in train_ids})
         dev_q = {q: allq[q].text for q in dev_ids}
         dev_qrels = {q: judged[q] for q in dev_ids}
-    for folder in args.queries or []:
-        queries.update({q: v.text for q, v in QueryStore.open(folder).queries().items()})
+    for i, folder in enumerate(args.queries or []):
+        qstore = QueryStore.open(folder)
+        if args.synthetic_dev and i == 0:
+            if dev_q:
+                raise SystemExit(
+                    "error: --synthetic-dev is for collections without judged training queries, but "
+                    f"--split {args.split!r} already gives a dev split; drop one of them"
+                )
+            train, dev, dev_qrels = qstore.holdout(args.synthetic_dev, seed=args.seed)
+            queries.update({q: v.text for q, v in train.items()})
+            dev_q = {q: v.text for q, v in dev.items()}
+        else:
+            queries.update({q: v.text for q, v in qstore.queries().items()})
+    if args.synthetic_dev and not args.queries:
+        raise SystemExit("error: --synthetic-dev N holds out N queries of a --queries store; give one")
     store = TeacherStore.open(args.teacher_store)
     settings = {}
     for item in args.set or []:
@@ -282,6 +296,7 @@ def cmd_train_query_encoder(args) -> int:
         dev_queries=dev_q or None,
         dev_qrels=dev_qrels or None,
         config=QuerySideConfig(**settings),
+        conventions=conventions_for(ds.name),
         provenance={"teacher_store": store.manifest.get("fingerprint")},
         progress=not args.quiet,
     )
@@ -415,6 +430,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--dev-fraction", type=float, default=0.12, help="dev split carved from --split (default 0.12)"
     )
     tq.add_argument("--seed", type=int, default=0, help="seed of the dev split (default 0)")
+    tq.add_argument(
+        "--synthetic-dev",
+        type=int,
+        default=0,
+        metavar="N",
+        help="no judged training queries (--split ''): hold out N queries of the first --queries store, "
+        "their source documents as relevant, for model selection",
+    )
     tq.add_argument("--set", action="append", help="KEY=VALUE of QuerySideConfig (lr, epochs, full_kl, ...)")
     tq.add_argument("--out", required=True, help="run folder (resumed when it exists)")
     tq.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -417,15 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.synthetic_dev and not args.train_split:
         # no collection queries at all: hold out N synthetic queries (their source document as the
         # one relevant document) for selection
-        ids = sorted(synth)
-        import numpy as np
-
-        pick = set(np.random.default_rng(7).choice(len(ids), size=args.synthetic_dev, replace=False).tolist())
-        dev_ids = [ids[i] for i in sorted(pick)]
-        src = store.source_documents()
-        dev_q = {q: synth[q].text for q in dev_ids}
-        dev_qrels = {q: {src[q]: 1} for q in dev_ids}
-        synth = {q: v for q, v in synth.items() if q not in dev_q}
+        synth, dev, dev_qrels = store.holdout(args.synthetic_dev, seed=7)
+        dev_q = {q: v.text for q, v in dev.items()}
     view = as_dataset(ds, synth, split="synthetic", qrels=store.pseudo_qrels())
     texts = {**{q: v.text for q, v in train_q.items()}, **{q: v.text for q, v in synth.items()}}
     cands = candidates(view, texts, args.index, args.depth, work)

@@ -190,6 +190,28 @@ class QueryStore:
         """``{query_id: {doc_id: 1}}``: each query's source document as its one relevant document."""
         return {qid: {doc: 1} for qid, doc in self.source_documents().items()}
 
+    def holdout(
+        self, n: int, seed: int = 7
+    ) -> tuple[dict[str, Query], dict[str, Query], dict[str, dict[str, int]]]:
+        """``(train, dev, dev_qrels)``: ``n`` seeded queries held out for model selection on a
+        collection without judged queries, each with its source document as the one relevant
+        document; the rest to train on."""
+        import numpy as np
+
+        queries = self.queries()
+        if not 0 < n < len(queries):
+            raise QueryStoreError(
+                f"cannot hold out {n} of the {len(queries)} queries in {self.path}; "
+                f"give 0 < n < {len(queries)} (e.g. 100)"
+            )
+        ids = sorted(queries)
+        pick = np.random.default_rng(seed).choice(len(ids), size=n, replace=False)
+        dev_ids = {ids[i] for i in pick.tolist()}
+        src = self.source_documents()
+        dev = {q: queries[q] for q in sorted(dev_ids)}
+        train = {q: v for q, v in queries.items() if q not in dev_ids}
+        return train, dev, {q: {src[q]: 1} for q in dev}
+
     def _load(self) -> None:
         per_doc: dict[str, int] = {}
         for part in self._manifest["parts"]:

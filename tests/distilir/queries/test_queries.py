@@ -164,6 +164,20 @@ def test_view_adds_a_split(scifact, tmp_path):
         as_dataset(scifact, store.queries(), split="test")
 
 
+def test_holdout_is_seeded_disjoint_and_judged_by_source(scifact, tmp_path):
+    generate_queries(scifact, build_generator("crop?per_doc=2"), tmp_path / "s", max_docs=30, progress=False)
+    store = QueryStore.open(tmp_path / "s")
+    train, dev, qrels = store.holdout(10, seed=3)
+    assert len(dev) == 10 and not set(train) & set(dev)
+    assert set(train) | set(dev) == set(store.queries())
+    src = store.source_documents()
+    assert qrels == {q: {src[q]: 1} for q in dev}
+    assert store.holdout(10, seed=3)[1].keys() == dev.keys()
+    assert store.holdout(10, seed=4)[1].keys() != dev.keys()
+    with pytest.raises(QueryStoreError, match="cannot hold out"):
+        store.holdout(len(store.queries()))
+
+
 def test_filter_rules():
     sources = {"a": "d1", "b": "d2", "c": "d3", "d": "d4", "e": "d5"}
     teacher = {

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from distilir.training.frozen_index import (
-    free_query_bound,
     FrozenIndexError,
     QuerySideConfig,
+    free_query_bound,
     full_corpus_infonce,
     full_corpus_kl,
     split_dev,
@@ -278,3 +278,34 @@ def _served_hits_equal_in_process(index, model_dir, query):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_cli_trains_on_synthetic_queries_with_a_synthetic_dev_split(small_index, tmp_path, capsys):
+    """A collection used as if it had no judged queries: crop queries, BM25 (a real teacher) over the
+    index's documents, selection on held-out crops (`--synthetic-dev`)."""
+    from distilir_index.dense import DenseIndex
+
+    from distilir.cli import main
+    from distilir.data import load_dataset
+    from distilir.queries import QueryStore, as_dataset, build_generator, generate_queries
+    from distilir.teachers import build_teacher, teach
+
+    path, _, _, _ = small_index
+    ds = load_dataset("scifact")
+    in_index = DenseIndex.load(path, load_encoder=False).ids()
+    generate_queries(ds, build_generator("crop?per_doc=1"), tmp_path / "q", max_docs=40, progress=False)
+    store = QueryStore.open(tmp_path / "q")
+    view_ids = store.queries()
+    view = as_dataset(ds, view_ids, split="synthetic", qrels=store.pseudo_qrels())
+    teacher = build_teacher("bm25", corpus={d: ds.corpus()[d].full_text for d in in_index})
+    teach(view, {q: list(in_index) for q in view_ids}, teacher, tmp_path / "t", depth=16, progress=False)
+    argv = ["train-query-encoder", "--dataset", "scifact", "--split", "", "--queries", str(tmp_path / "q")]
+    argv += ["--index", str(path), "--teacher-store", str(tmp_path / "t"), "--out", str(tmp_path / "o")]
+    argv += ["--set", "eval_every=1", "--set", "batch_size=8", "--quiet"]
+    assert main([*argv, "--synthetic-dev", "6"]) == 0
+    summary = json.loads((tmp_path / "o" / "history.json").read_text())
+    assert summary["dev_queries"] == 6 and summary["train_queries"] == len(view_ids) - 6
+    assert sum("dev_ndcg@10" in h for h in summary["history"]) == summary["steps"] + 1  # step 0 too
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match="already gives a dev split"):
+        main([*argv[:4], "train", *argv[5:], "--synthetic-dev", "6"])
