@@ -280,7 +280,13 @@ def _diagnostic_rows(rows: list[dict], work_dirs: list[Path]):
 
 
 def diagnose(
-    index_path: Path, model_dir: Path | None, train_q: dict, dev_q: dict, dev_qrels: dict, teacher_run: dict
+    index_path: Path,
+    model_dir: Path | None,
+    train_q: dict,
+    dev_q: dict,
+    dev_qrels: dict,
+    teacher_run: dict,
+    conventions=None,
 ) -> dict:
     """Agreement with the teacher on training lists (500 seeded) and on the dev lists, re-ranking
     quality of the dev lists, full-corpus dev retrieval, and the geometry of the space."""
@@ -307,19 +313,24 @@ def diagnose(
         student = rerank_run(vecs, qids, docs, row_of, lists)
         out[f"{name}_agreement"] = list_agreement(student, lists)
         if name == "dev":
-            rr = evaluate(student, {q: dev_qrels[q] for q in qids}, ["nDCG@10"])
+            rr = evaluate(student, {q: dev_qrels[q] for q in qids}, ["nDCG@10"], conventions=conventions)
             out["dev_rerank_ndcg@10"] = round(rr.aggregate["nDCG@10"], 4)
-            tr = evaluate({q: dict(lists[q]) for q in lists}, {q: dev_qrels[q] for q in qids}, ["nDCG@10"])
+            tr = evaluate(
+                {q: dict(lists[q]) for q in lists},
+                {q: dev_qrels[q] for q in qids},
+                ["nDCG@10"],
+                conventions=conventions,
+            )
             out["dev_teacher_rerank_ndcg@10"] = round(tr.aggregate["nDCG@10"], 4)
             out["geometry"] = geometry(docs, vecs)
             if model_dir is None:
                 out["dev_free_query_ndcg@10"] = free_query_bound_ndcg(
-                    vecs, qids, ids, docs, row_of, lists, {q: dev_qrels[q] for q in qids}
+                    vecs, qids, ids, docs, row_of, lists, {q: dev_qrels[q] for q in qids}, conventions
                 )
     return out
 
 
-def free_query_bound_ndcg(vecs, qids, ids, docs, row_of, lists, qrels) -> float:
+def free_query_bound_ndcg(vecs, qids, ids, docs, row_of, lists, qrels, conventions=None) -> float:
     """Full-corpus nDCG@10 of free query vectors fitted to the teacher's lists (see
     :func:`distilir.training.frozen_index.free_query_bound`): the ceiling of query-side training."""
     import numpy as np
@@ -342,11 +353,12 @@ def free_query_bound_ndcg(vecs, qids, ids, docs, row_of, lists, qrels) -> float:
     scores = fitted @ np.asarray(docs).T
     top = np.argsort(-scores, axis=1)[:, :100]
     run = {qids[i]: {ids[k]: float(scores[j, k]) for k in top[j]} for j, i in enumerate(keep)}
-    res = evaluate(run, {qids[i]: qrels[qids[i]] for i in keep}, ["nDCG@10"])
+    res = evaluate(run, {qids[i]: qrels[qids[i]] for i in keep}, ["nDCG@10"], conventions=conventions)
     return round(res.aggregate["nDCG@10"], 4)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from distilir.conventions import conventions_for
     from distilir.data import load_dataset
     from distilir.queries import QueryStore, as_dataset, build_generator, generate_queries
     from distilir.training.frozen_index import QuerySideConfig, split_dev, train_query_encoder
@@ -414,6 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"synthetic queries: {gen_stats}")
     store = QueryStore.open(store_dir)
     synth = store.queries()
+    unknown = [r for r in args.runs.split(",") if r and r not in RUNS]
+    if unknown:
+        raise SystemExit(f"unknown runs {unknown}; known: {', '.join(RUNS)}")
+    if not args.synthetic_dev and not any(
+        "synthetic" in RUNS[r][0].split("+") for r in args.runs.split(",") if r
+    ):
+        synth = {}  # no run trains on them: neither their candidates nor their teacher scores are needed
     if args.synthetic_dev and not args.train_split:
         # no collection queries at all: hold out N synthetic queries (their source document as the
         # one relevant document) for selection
@@ -447,7 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     if dev_q and (not diag_file.is_file() or "dev_free_query_ndcg@10" not in diag_file.read_text()):
         base_train = {**{q: v.text for q, v in train_q.items()}, **{q: v.text for q, v in synth.items()}}
         diag_file.write_text(
-            json.dumps(diagnose(args.index, None, base_train, dev_q, dev_qrels, teacher_run))
+            json.dumps(
+                diagnose(
+                    args.index, None, base_train, dev_q, dev_qrels, teacher_run, conventions_for(ds.name)
+                )
+            )
         )
     print(f"base {args.test_split}: {base}")
     overrides = {}
@@ -489,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
                 out,
                 dev_queries=dev_q,
                 dev_qrels=dev_qrels,
+                conventions=conventions_for(ds.name),
                 config=cfg,
                 provenance={
                     "teacher": args.teacher,
@@ -497,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
                 },
             )
             test, _ = evaluate_test(ds, args.test_split, args.index, out / "model", qids=test_ids)
-            row["diagnostics"] = diagnose(args.index, out / "model", qs, dev_q, dev_qrels, teacher_run)
+            row["diagnostics"] = diagnose(
+                args.index, out / "model", qs, dev_q, dev_qrels, teacher_run, conventions_for(ds.name)
+            )
             row.update(
                 {
                     "status": "ok",
