@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument(
         "--full-teacher",
         action="store_true",
-        help="add SPLADE-tiny to the teacher (the benchmark's teacher; ~20 more minutes on two cores)",
+        help="add SPLADE-tiny to the teacher (the benchmark's teacher; ~30 more minutes on two cores)",
     )
     de.set_defaults(func=cmd_demo)
     return parser

@@ -8,7 +8,8 @@ with the distilled student served over HTTP.
 3. candidates (RRF of BM25 and the base index, top 30) and teacher scores: a z-scored ensemble of the
    base model and BM25 — the bi-encoder member takes its document embeddings from the base index, so
    nothing is encoded twice (``--full-teacher``: all-MiniLM-L6-v2 + SPLADE-tiny + BM25, the teacher of
-   benchmarks/reports/query_side.md, ~20 more minutes on two cores for SPLADE's documents); the
+   benchmarks/reports/query_side.md, whose store of 332,370 pairs took 29 min here, most of it
+   SPLADE-tiny encoding the 5,183 abstracts once); the
    teacher re-ranking BM25's top 20 of the test queries shows how good it is;
 4. query-side distillation on the frozen index (:mod:`distilir.training.frozen_index`) with the best
    recipe of benchmarks/reports/query_side.md (:data:`RECIPE`: full-corpus KL, 10 passes over the
