@@ -24,6 +24,11 @@ Losses (weights in :class:`QuerySideConfig`; each is a sum over a query's teache
   negatives, except candidates whose min-max normalised teacher score is at least
   ``false_negative_threshold`` (teacher-masked false negatives).
 
+Before the first step the teacher itself is checked (:func:`teacher_check`): the dev queries'
+teacher-scored lists are ranked by the teacher and by the base student, both evaluated; a teacher
+that re-ranks no better than the student is reported (a warning, and ``teacher_check`` in the run's
+summary and the model's manifest) — it cannot be distilled above the student.
+
 Model selection never looks at a test split: a dev split carved from the training queries (by the
 caller) is evaluated every ``eval_every`` steps with full-corpus retrieval, the best checkpoint is
 kept, and training stops after ``patience`` evaluations without improvement. State is checkpointed
@@ -44,6 +49,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from hashlib import sha256
@@ -64,6 +70,7 @@ __all__ = [
     "full_corpus_infonce",
     "full_corpus_kl",
     "split_dev",
+    "teacher_check",
     "train_query_encoder",
 ]
 
@@ -232,6 +239,50 @@ def dev_ndcg(
     return float(res.aggregate["nDCG@10"])
 
 
+def teacher_check(
+    model: Any,
+    docs: torch.Tensor,
+    ids: list[str],
+    row_of: Mapping[str, int],
+    teacher: Mapping[str, Mapping[str, float]],
+    dev: Mapping[str, str],
+    qrels: Mapping,
+    cfg: QuerySideConfig,
+    normalize: bool,
+    conventions: Any = None,
+) -> dict[str, Any] | None:
+    """The teacher's quality before training: nDCG@10 of the dev queries' teacher-scored lists in the
+    teacher's order and in the base student's order (``None`` when no dev query has a scored list).
+    A teacher that does not re-rank better than the student cannot be distilled above it."""
+    from distilir.evaluation import evaluate
+
+    qids = sorted(q for q in dev if len([d for d in teacher.get(q, {}) if d in row_of]) >= 2)
+    if not qids:
+        return None
+    model.eval()
+    vecs = torch.cat(
+        [
+            _encode(model, [dev[q] for q in qids[i : i + 128]], cfg.max_length, normalize, grad=False)
+            for i in range(0, len(qids), 128)
+        ]
+    )
+    model.train()
+    student, by_teacher = {}, {}
+    for i, q in enumerate(qids):
+        cands = [d for d in teacher[q] if d in row_of]
+        scores = vecs[i] @ docs[[row_of[d] for d in cands]].T
+        student[q] = {d: float(s) for d, s in zip(cands, scores.tolist(), strict=True)}
+        by_teacher[q] = {d: float(teacher[q][d]) for d in cands}
+    judged = {q: qrels[q] for q in qids}
+    t = evaluate(by_teacher, judged, ["nDCG@10"], conventions=conventions).aggregate["nDCG@10"]
+    s = evaluate(student, judged, ["nDCG@10"], conventions=conventions).aggregate["nDCG@10"]
+    return {
+        "queries": len(qids),
+        "teacher_rerank_ndcg@10": round(t, 4),
+        "student_rerank_ndcg@10": round(s, 4),
+    }
+
+
 def _save_atomic_dir(write, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -374,6 +425,18 @@ def train_query_encoder(
 
     if state["step"] == 0 and dev_queries and not state["history"]:
         evaluate_dev()  # the base model's dev score: a run that never beats it keeps the base
+        state["teacher_check"] = teacher_check(
+            model, docs, ids, row_of, teacher, dev_queries, dev_qrels, cfg, normalize, conventions
+        )
+        check = state["teacher_check"]
+        if check and check["teacher_rerank_ndcg@10"] <= check["student_rerank_ndcg@10"]:
+            warnings.warn(
+                f"the teacher re-ranks the {check['queries']} dev queries' lists at nDCG@10 "
+                f"{check['teacher_rerank_ndcg@10']:.4f}, no better than the base student "
+                f"({check['student_rerank_ndcg@10']:.4f}): distilling it is unlikely to help; dev "
+                "selection will keep the base unless a step beats it. Use a stronger teacher.",
+                stacklevel=2,
+            )
     t0, base_seconds = time.perf_counter(), state.get("seconds", 0.0)
     bar = tqdm(
         total=total, initial=state["step"], desc="query-side training", unit="step", disable=not progress
@@ -458,6 +521,7 @@ def train_query_encoder(
         "dev_ndcg@10": None if state["best"] is None else round(state["best"], 4),
         "dev_queries": len(dev_queries or {}),
         "margin_scale": state["margin_scale"],
+        "teacher_check": state.get("teacher_check"),
         "seconds": round(seconds, 1),
         "history": state["history"],
     }

@@ -171,11 +171,15 @@ def test_query_side_run_leaves_the_index_unchanged_and_pairs_only_with_it(small_
     )
     assert _hashes(path) == before
     assert summary["steps"] == 2 and summary["margin_scale"] > 0
+    check = summary["teacher_check"]  # the stand-in teacher puts the judged documents first
+    assert check["queries"] == len(dev) and check["teacher_rerank_ndcg@10"] == 1.0
+    assert 0.0 < check["student_rerank_ndcg@10"] <= 1.0
     assert [h["step"] for h in summary["history"] if "dev_ndcg@10" in h] == [0, 1, 2]
     model_dir = tmp_path / "run" / "model"
     manifest = json.loads((model_dir / "query_encoder.json").read_text())
     index_manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["document_encoder"]["fingerprint"] == index_manifest["encoder"]["fingerprint"]
+    assert manifest["training"]["teacher_check"] == check  # recorded with the model
 
     retriever = Retriever.load(path, query_encoder=str(model_dir))
     hits = retriever.search(next(iter(dev.values())), k=3)
@@ -210,6 +214,26 @@ def test_query_side_run_leaves_the_index_unchanged_and_pairs_only_with_it(small_
         train_query_encoder(
             path, train, teacher, tmp_path / "run", config=QuerySideConfig(batch_size=4), progress=False
         )
+
+
+def test_a_teacher_no_better_than_the_student_is_reported_before_training(small_index, tmp_path):
+    path, texts, teacher, qrels = small_index
+    worst_first = {q: {d: -s for d, s in scores.items()} for q, scores in teacher.items()}
+    train = {q: t for q, t in list(texts.items())[:16]}
+    dev = {q: t for q, t in list(texts.items())[16:]}
+    with pytest.warns(UserWarning, match="no better than the base student"):
+        summary = train_query_encoder(
+            path,
+            train,
+            worst_first,
+            tmp_path / "run",
+            dev_queries=dev,
+            dev_qrels={q: qrels[q] for q in dev},
+            config=QuerySideConfig(batch_size=16, epochs=1, eval_every=1),
+            progress=False,
+        )
+    check = summary["teacher_check"]
+    assert check["teacher_rerank_ndcg@10"] < check["student_rerank_ndcg@10"]
 
 
 def test_query_side_refuses_bad_inputs(small_index, tmp_path):
