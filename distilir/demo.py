@@ -69,7 +69,7 @@ def _free_port() -> int:
 
 def serve_and_ask(index: Path, student: Path, query: str, timeout: float = 180.0) -> list[dict]:
     """Start ``distilir-index serve`` with the student as the query encoder on a free loopback port,
-    ask one query over HTTP, stop the server; print the commands a user can run next."""
+    ask one query over HTTP (``/v1/search``, k=3) and return its hits; the server is stopped after."""
     import httpx
 
     port = _free_port()

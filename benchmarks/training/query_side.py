@@ -325,12 +325,12 @@ def diagnose(
             out["geometry"] = geometry(docs, vecs)
             if model_dir is None:
                 out["dev_free_query_ndcg@10"] = free_query_bound_ndcg(
-                    vecs, qids, ids, docs, row_of, lists, {q: dev_qrels[q] for q in qids}, conventions
+                    vecs, qids, ids, docs, lists, {q: dev_qrels[q] for q in qids}, conventions
                 )
     return out
 
 
-def free_query_bound_ndcg(vecs, qids, ids, docs, row_of, lists, qrels, conventions=None) -> float:
+def free_query_bound_ndcg(vecs, qids, ids, docs, lists, qrels, conventions=None) -> float:
     """Full-corpus nDCG@10 of free query vectors fitted to the teacher's lists (see
     :func:`distilir.training.frozen_index.free_query_bound`): the ceiling of query-side training."""
     import numpy as np
@@ -338,22 +338,12 @@ def free_query_bound_ndcg(vecs, qids, ids, docs, row_of, lists, qrels, conventio
     from distilir.evaluation import evaluate
     from distilir.training.frozen_index import free_query_bound
 
-    keep = [i for i, q in enumerate(qids) if lists.get(q)]
-    n = max(len(lists[qids[i]]) for i in keep)
-    rows = np.zeros((len(keep), n), np.int64)
-    teacher = np.zeros((len(keep), n), np.float32)
-    mask = np.zeros((len(keep), n), bool)
-    for j, i in enumerate(keep):
-        ranked = sorted(lists[qids[i]].items(), key=lambda x: (-x[1], x[0]))
-        rows[j] = row_of[ranked[0][0]]
-        rows[j, : len(ranked)] = [row_of[d] for d, _ in ranked]
-        teacher[j, : len(ranked)] = [s for _, s in ranked]
-        mask[j, : len(ranked)] = True
-    fitted = free_query_bound(np.asarray(vecs)[keep], docs, rows, teacher, mask)
-    scores = fitted @ np.asarray(docs).T
+    fitted = free_query_bound(vecs, docs, ids, lists, qids)
+    keep = sorted(fitted)
+    scores = np.stack([fitted[q] for q in keep]) @ np.asarray(docs).T
     top = np.argsort(-scores, axis=1)[:, :100]
-    run = {qids[i]: {ids[k]: float(scores[j, k]) for k in top[j]} for j, i in enumerate(keep)}
-    res = evaluate(run, {qids[i]: qrels[qids[i]] for i in keep}, ["nDCG@10"], conventions=conventions)
+    run = {q: {ids[k]: float(scores[j, k]) for k in top[j]} for j, q in enumerate(keep)}
+    res = evaluate(run, {q: qrels[q] for q in keep}, ["nDCG@10"], conventions=conventions)
     return round(res.aggregate["nDCG@10"], 4)
 
 

@@ -201,6 +201,21 @@ def _lists(
     return out
 
 
+def _pad(
+    lists: list[tuple[str, np.ndarray, np.ndarray]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(rows, teacher, mask)`` ``[B, longest list]`` of :func:`_lists` entries; padding points at
+    the list's first (teacher's best) row and is masked out of every loss."""
+    n = max(len(r) for _, r, _ in lists)
+    rows = torch.zeros(len(lists), n, dtype=torch.long)
+    t = torch.zeros(len(lists), n)
+    mask = torch.zeros(len(lists), n, dtype=torch.bool)
+    for i, (_, r, s) in enumerate(lists):
+        rows[i] = int(r[0])
+        rows[i, : len(r)], t[i, : len(r)], mask[i, : len(r)] = torch.from_numpy(r), torch.from_numpy(s), True
+    return rows, t, mask
+
+
 def _encode(model: Any, texts: list[str], max_length: int, normalize: bool, grad: bool) -> torch.Tensor:
     enc = model.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     features = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -242,7 +257,6 @@ def dev_ndcg(
 def teacher_check(
     model: Any,
     docs: torch.Tensor,
-    ids: list[str],
     row_of: Mapping[str, int],
     teacher: Mapping[str, Mapping[str, float]],
     dev: Mapping[str, str],
@@ -255,6 +269,7 @@ def teacher_check(
     teacher's order and in the base student's order (``None`` when no dev query has a scored list).
     A teacher that does not re-rank better than the student cannot be distilled above it."""
     from distilir.evaluation import evaluate
+    from distilir.evaluation.diagnostics import rerank_run
 
     qids = sorted(q for q in dev if len([d for d in teacher.get(q, {}) if d in row_of]) >= 2)
     if not qids:
@@ -267,12 +282,8 @@ def teacher_check(
         ]
     )
     model.train()
-    student, by_teacher = {}, {}
-    for i, q in enumerate(qids):
-        cands = [d for d in teacher[q] if d in row_of]
-        scores = vecs[i] @ docs[[row_of[d] for d in cands]].T
-        student[q] = {d: float(s) for d, s in zip(cands, scores.tolist(), strict=True)}
-        by_teacher[q] = {d: float(teacher[q][d]) for d in cands}
+    student = rerank_run(vecs.numpy(), qids, docs.numpy(), row_of, teacher)
+    by_teacher = {q: {d: float(s) for d, s in teacher[q].items() if d in row_of} for q in qids}
     judged = {q: qrels[q] for q in qids}
     t = evaluate(by_teacher, judged, ["nDCG@10"], conventions=conventions).aggregate["nDCG@10"]
     s = evaluate(student, judged, ["nDCG@10"], conventions=conventions).aggregate["nDCG@10"]
@@ -426,7 +437,7 @@ def train_query_encoder(
     if state["step"] == 0 and dev_queries and not state["history"]:
         evaluate_dev()  # the base model's dev score: a run that never beats it keeps the base
         state["teacher_check"] = teacher_check(
-            model, docs, ids, row_of, teacher, dev_queries, dev_qrels, cfg, normalize, conventions
+            model, docs, row_of, teacher, dev_queries, dev_qrels, cfg, normalize, conventions
         )
         check = state["teacher_check"]
         if check and check["teacher_rerank_ndcg@10"] <= check["student_rerank_ndcg@10"]:
@@ -448,17 +459,7 @@ def train_query_encoder(
         first = state["step"] - epoch * steps_per_epoch
         for b in range(first, steps_per_epoch):
             batch = [lists[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-            n = max(len(rows) for _, rows, _ in batch)
-            rows = torch.zeros(len(batch), n, dtype=torch.long)
-            t = torch.zeros(len(batch), n)
-            mask = torch.zeros(len(batch), n, dtype=torch.bool)
-            for i, (_, r, s) in enumerate(batch):
-                rows[i] = int(r[0])  # padding points at the positive (masked out of every loss)
-                rows[i, : len(r)], t[i, : len(r)], mask[i, : len(r)] = (
-                    torch.from_numpy(r),
-                    torch.from_numpy(s),
-                    True,
-                )
+            rows, t, mask = _pad(batch)
             q = _encode(model, [queries[qid] for qid, _, _ in batch], cfg.max_length, normalize, grad=True)
             full = q @ docs.T  # [B, corpus]
             student = torch.gather(full, 1, rows)
@@ -559,32 +560,39 @@ def train_query_encoder(
 def free_query_bound(
     init: np.ndarray,
     docs: np.ndarray,
-    rows: np.ndarray,
-    teacher: np.ndarray,
-    mask: np.ndarray,
+    ids: list[str],
+    teacher: Mapping[str, Mapping[str, float]],
+    qids: list[str],
     cfg: QuerySideConfig | None = None,
     steps: int = 200,
     lr: float = 0.01,
-) -> np.ndarray:
+) -> dict[str, np.ndarray]:
     """What a query-side student could reach at best on the frozen documents: one free, unit-norm
-    vector per query, started at ``init`` (the base encoder's vectors) and fitted by Adam to the
-    ``full_kl`` loss of these queries' teacher lists (``rows``/``teacher``/``mask``, padded as in
-    training). Retrieval with the returned vectors measures whether the index's space can express
-    the teacher's ranking at all; the gap between it and a trained encoder is what generalisation
-    from the training queries leaves on the table (a diagnostic, never a model)."""
+    vector per query of ``qids`` (``init``: the base encoder's vectors, in that order), fitted by
+    Adam to the ``full_kl`` loss of its teacher list. Retrieval with the returned ``{qid: vector}``
+    (queries with at least two scored candidates in ``ids``) measures whether the index's space can
+    express the teacher's ranking at all; the gap between it and a trained encoder is what
+    generalisation from the training queries leaves on the table (a diagnostic, never a model)."""
     cfg = cfg or QuerySideConfig()
+    row_of = {d: i for i, d in enumerate(ids)}
+    lists = _lists(teacher, dict.fromkeys(qids, ""), row_of, cfg.list_size)
+    if not lists:
+        return {}
+    rows, t, mask = _pad(lists)
+    t = normalize_per_query(t, mask, cfg.normalization)
     d = torch.from_numpy(np.ascontiguousarray(docs, dtype=np.float32))
-    r, m = torch.from_numpy(rows).long(), torch.from_numpy(mask).bool()
-    t = normalize_per_query(torch.from_numpy(teacher).float(), m, cfg.normalization)
-    q = torch.from_numpy(np.array(init, dtype=np.float32)).requires_grad_(True)
+    position = {q: i for i, q in enumerate(qids)}
+    start = np.asarray(init, dtype=np.float32)[[position[q] for q, _, _ in lists]]
+    q = torch.from_numpy(start.copy()).requires_grad_(True)
     optim = torch.optim.Adam([q], lr=lr)
     for _ in range(steps):
         qn = torch.nn.functional.normalize(q, dim=-1)
-        loss = full_corpus_kl(qn @ d.T, r, t, m, cfg.student_temperature, cfg.teacher_temperature)
+        loss = full_corpus_kl(qn @ d.T, rows, t, mask, cfg.student_temperature, cfg.teacher_temperature)
         optim.zero_grad()
         loss.backward()
         optim.step()
-    return torch.nn.functional.normalize(q.detach(), dim=-1).numpy()
+    fitted = torch.nn.functional.normalize(q.detach(), dim=-1).numpy()
+    return {qid: fitted[i] for i, (qid, _, _) in enumerate(lists)}
 
 
 def split_dev(

@@ -83,15 +83,19 @@ def test_free_query_bound_fits_the_teacher_order_on_frozen_documents():
     rng = np.random.default_rng(0)
     docs = rng.normal(size=(200, 16)).astype(np.float32)
     docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    ids = [f"d{i}" for i in range(200)]
+    qids = [f"q{i}" for i in range(5)]
     init = rng.normal(size=(5, 16)).astype(np.float32)
     init /= np.linalg.norm(init, axis=1, keepdims=True)
     rows = np.stack([rng.choice(200, size=6, replace=False) for _ in range(5)])
-    teacher = np.tile(np.arange(6, 0, -1, dtype=np.float32), (5, 1))  # rows[:, 0] is the teacher's best
-    mask = np.ones_like(rows, dtype=bool)
-    fitted = free_query_bound(init, docs, rows, teacher, mask, steps=300, lr=0.05)
-    assert np.allclose(np.linalg.norm(fitted, axis=1), 1.0, atol=1e-5)
-    top = np.argmax(fitted @ docs.T, axis=1)
-    assert (top == rows[:, 0]).all()  # the teacher's best is now the full-corpus top document
+    # the teacher's best of each list is rows[:, 0]
+    teacher = {q: {ids[r]: float(6 - j) for j, r in enumerate(rows[i])} for i, q in enumerate(qids)}
+    teacher["q9"] = {"d1": 1.0, "d2": 0.0}  # a query not asked for is not fitted
+    fitted = free_query_bound(init, docs, ids, teacher, qids, steps=300, lr=0.05)
+    assert sorted(fitted) == qids
+    vecs = np.stack([fitted[q] for q in qids])
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert (np.argmax(vecs @ docs.T, axis=1) == rows[:, 0]).all()  # now the full-corpus top document
     assert not (np.argmax(init @ docs.T, axis=1) == rows[:, 0]).all()  # it was not before
 
 
@@ -147,6 +151,12 @@ def small_index(tmp_path_factory, minilm_path):
     return path, texts, teacher, qrels
 
 
+def _train_dev(texts):
+    """The fixture's 24 queries: 16 to train on, 8 for dev selection."""
+    items = list(texts.items())
+    return dict(items[:16]), dict(items[16:])
+
+
 def test_query_side_run_leaves_the_index_unchanged_and_pairs_only_with_it(small_index, tmp_path):
     from distilir_index import Retriever
     from distilir_index.dense import DenseIndex
@@ -154,8 +164,7 @@ def test_query_side_run_leaves_the_index_unchanged_and_pairs_only_with_it(small_
 
     path, texts, teacher, qrels = small_index
     before = _hashes(path)
-    train = {q: t for q, t in list(texts.items())[:16]}
-    dev = {q: t for q, t in list(texts.items())[16:]}
+    train, dev = _train_dev(texts)
     cfg = QuerySideConfig(
         batch_size=8, epochs=1, eval_every=1, lr=5e-5, infonce=0.1, list_kl=0.5, margin_mse=0.5
     )
@@ -219,8 +228,7 @@ def test_query_side_run_leaves_the_index_unchanged_and_pairs_only_with_it(small_
 def test_a_teacher_no_better_than_the_student_is_reported_before_training(small_index, tmp_path):
     path, texts, teacher, qrels = small_index
     worst_first = {q: {d: -s for d, s in scores.items()} for q, scores in teacher.items()}
-    train = {q: t for q, t in list(texts.items())[:16]}
-    dev = {q: t for q, t in list(texts.items())[16:]}
+    train, dev = _train_dev(texts)
     with pytest.warns(UserWarning, match="no better than the base student"):
         summary = train_query_encoder(
             path,
@@ -254,54 +262,15 @@ def test_query_side_refuses_bad_inputs(small_index, tmp_path):
 
 
 def _served_hits_equal_in_process(index, model_dir, query):
-    """`distilir-index serve --query-encoder` over real HTTP on loopback serves the student's hits."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
+    """`distilir-index serve --query-encoder` over real HTTP on loopback (the demo's own call)
+    serves the student's hits."""
     from distilir_index import Retriever
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [
-        sys.executable,
-        "-m",
-        "distilir_index.cli",
-        "serve",
-        "--index",
-        f"s={index}",
-        "--query-encoder",
-        f"s={model_dir}",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready in 120 s"
-            time.sleep(0.3)
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/search", json={"query": query, "k": 3}, timeout=30)
-        assert r.status_code == 200, r.text
-        served = [(h["id"], round(h["score"], 4)) for h in r.json()["hits"]]
-        local = Retriever.load(index, query_encoder=str(model_dir)).search(query, k=3)
-        assert served == [(h.id, round(h.score, 4)) for h in local]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    from distilir.demo import serve_and_ask
+
+    served = [(h["id"], round(h["score"], 4)) for h in serve_and_ask(index, model_dir, query, timeout=120)]
+    local = Retriever.load(index, query_encoder=str(model_dir)).search(query, k=3)
+    assert served == [(h.id, round(h.score, 4)) for h in local]
 
 
 def test_cli_trains_on_synthetic_queries_with_a_synthetic_dev_split(small_index, tmp_path, capsys):
