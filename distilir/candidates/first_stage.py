@@ -83,21 +83,13 @@ def _index_docs(index, dataset, batch: int = 4096, desc: str = "indexing") -> No
 
 
 def _new_index(config: FirstStageConfig):
+    from distilir_index.loading import make_index
+
     if config.retriever == "bm25":
-        from distilir_index.bm25 import BM25Index
-
-        return BM25Index(k1=config.k1, b=config.b, **dict(config.extra))
+        return make_index("bm25", k1=config.k1, b=config.b, **dict(config.extra))
     if config.retriever == "dense":
-        from distilir_index.dense import DenseIndex
-        from distilir_index.encoders import DenseEncoder
-
-        return DenseIndex(DenseEncoder(config.model), index=config.factory)
-    if config.retriever == "sparse":
-        from distilir_index.sparse import SparseIndex
-        from distilir_index.sparse_encoder import SparseEncoder
-
-        return SparseIndex(SparseEncoder(config.model))
-    raise AssertionError("hybrid is built from its parts")  # pragma: no cover
+        return make_index("dense", model=config.model, factory=config.factory)
+    return make_index(config.retriever, model=config.model)
 
 
 def _same_encoder(manifest: Mapping[str, Any], config: FirstStageConfig) -> bool:

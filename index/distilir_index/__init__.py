@@ -12,6 +12,7 @@ from typing import Any
 from distilir_index.base import (
     FORMAT,
     ArtifactDir,
+    BaseIndex,
     CorpusFingerprint,
     Hit,
     Index,
@@ -24,6 +25,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_index": "distilir_index.loading",
+    "make_index": "distilir_index.loading",
+    "INDEXES": "distilir_index.loading",
+    "Registry": "distilir_index.registry",
     "register_index_kind": "distilir_index.loading",
     "BM25Index": "distilir_index.bm25",
     "DenseIndex": "distilir_index.dense",
@@ -38,8 +42,10 @@ _LAZY = {
 
 __all__ = [
     "FORMAT",
+    "INDEXES",
     "ArtifactDir",
     "BM25Index",
+    "BaseIndex",
     "CorpusFingerprint",
     "DenseEncoder",
     "DenseIndex",
@@ -49,11 +55,13 @@ __all__ = [
     "Index",
     "IndexError_",
     "ManifestError",
+    "Registry",
     "Retriever",
     "SparseEncoder",
     "SparseIndex",
     "__version__",
     "load_index",
+    "make_index",
     "read_manifest",
     "register_index_kind",
     "resolve_model",

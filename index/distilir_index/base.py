@@ -38,11 +38,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
 
 __all__ = [
     "FORMAT",
     "ArtifactDir",
+    "BaseIndex",
     "CorpusFingerprint",
     "Hit",
     "Index",
@@ -90,6 +93,36 @@ class Index(Protocol):
     def save(self, path: str | os.PathLike[str]) -> Path: ...
 
     def __len__(self) -> int: ...
+
+
+class BaseIndex:
+    """What every index class shares: its registry identity and the checks of search arguments.
+
+    Subclasses set ``kind`` (the manifest's and the registry's name) and ``help`` (one line for
+    ``--help`` and error messages), implement the :class:`Index` methods and a ``load(path, **kw)``
+    classmethod, and override :meth:`from_settings` when their constructor does not take the
+    keyword settings of :func:`distilir_index.make_index` directly (dense and sparse build their
+    encoder from ``model=``)."""
+
+    kind: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+
+    @classmethod
+    def from_settings(cls, **settings: Any) -> BaseIndex:
+        """A new, empty index from keyword settings (``make_index(kind, **settings)``)."""
+        try:
+            return cls(**settings)
+        except TypeError as exc:
+            raise TypeError(
+                f"cannot build a {cls.kind!r} index with settings {sorted(settings)}: {exc}"
+            ) from exc
+
+    @staticmethod
+    def check_k(k: Any) -> int:
+        """``k`` as an int; raises ValueError unless it is a positive integer (bools refused)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        return int(k)
 
 
 class CorpusFingerprint:

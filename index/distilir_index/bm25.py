@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from distilir_index.base import ArtifactDir, Hit, ManifestError, read_manifest
+from distilir_index.base import ArtifactDir, BaseIndex, Hit, ManifestError, read_manifest
 from distilir_index.loading import DocumentTable
 
 __all__ = ["BM25Index", "lucene_like_split"]
@@ -82,7 +82,7 @@ def _auto_progress(n: int, show_progress: bool | None) -> bool:
     return n >= 1000 if show_progress is None else bool(show_progress)
 
 
-class BM25Index:
+class BM25Index(BaseIndex):
     """BM25 index (Lucene variant by default) with metadata filters, add/delete and atomic save/load.
 
     Args:
@@ -106,6 +106,7 @@ class BM25Index:
     """
 
     kind = "bm25"
+    help = "BM25 over a term index (bm25s, Porter-stemmed English analyser): no model, exact scores"
 
     def __init__(
         self,
@@ -298,8 +299,7 @@ class BM25Index:
         for q in queries:
             if not isinstance(q, str):
                 raise TypeError(f"BM25Index.search takes query strings, got {type(q).__name__}: {q!r}")
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        k = self.check_k(k)
         out: list[list[Hit]] = [[] for _ in queries]
         if not queries:
             return out

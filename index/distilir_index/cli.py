@@ -28,6 +28,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from distilir_index.loading import registered_index_kinds
+
 __all__ = ["iter_corpus", "main", "resolve_corpus"]
 
 _ID_FIELDS = ("_id", "id", "docid", "doc_id")
@@ -82,28 +84,21 @@ def iter_corpus(
 
 
 def _make_index(args: argparse.Namespace) -> Any:
-    kind = args.kind
-    if kind == "bm25":
-        from distilir_index.bm25 import BM25Index
+    from distilir_index.loading import make_index
 
-        return BM25Index(store_text=not args.no_text, show_progress=False)
-    if args.model is None:
-        raise SystemExit(
-            f"--kind {kind} needs --model (a hub id, a local folder or a packaged name "
-            "such as all-MiniLM-L6-v2 / splade-tiny)"
-        )
-    if kind == "dense":
-        from distilir_index.dense import DenseIndex
-        from distilir_index.encoders import DenseEncoder
-
-        encoder = DenseEncoder(args.model, batch_size=args.batch_size)
-        return DenseIndex(encoder, index=args.factory or "flat", store_text=not args.no_text)
-    if kind == "sparse":
-        from distilir_index.sparse import SparseIndex
-        from distilir_index.sparse_encoder import SparseEncoder
-
-        return SparseIndex(SparseEncoder(args.model, batch_size=args.batch_size), store_text=not args.no_text)
-    raise SystemExit(f"unknown --kind {kind!r}")
+    settings: dict[str, Any] = {"store_text": not args.no_text}
+    if args.kind == "bm25":
+        settings["show_progress"] = False
+    else:
+        if args.model is None:
+            raise SystemExit(
+                f"--kind {args.kind} needs --model (a hub id, a local folder or a packaged name "
+                "such as all-MiniLM-L6-v2 / splade-tiny)"
+            )
+        settings.update(model=args.model, batch_size=args.batch_size)
+        if args.kind == "dense":
+            settings["factory"] = args.factory or "flat"
+    return make_index(args.kind, **settings)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -241,7 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build an index from a corpus")
     b.add_argument("--corpus", required=True, help="BEIR folder, corpus.jsonl[.gz] file, or dataset name")
-    b.add_argument("--kind", required=True, choices=["bm25", "dense", "sparse"])
+    b.add_argument(
+        "--kind",
+        required=True,
+        choices=registered_index_kinds(),
+        help="index kind (distilir_index.loading.INDEXES); bm25, dense and sparse build from a corpus alone",
+    )
     b.add_argument("--model", help="encoder for dense/sparse: hub id, folder, or packaged name")
     b.add_argument("--out", required=True, help="index directory to write (saved atomically)")
     b.add_argument(

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from distilir_index.base import ArtifactDir, Hit, IndexError_, ManifestError, read_manifest
+from distilir_index.base import ArtifactDir, BaseIndex, Hit, IndexError_, ManifestError, read_manifest
 from distilir_index.encoders import DenseEncoder, EncoderMismatch, check_encoder_compatible
 from distilir_index.loading import DocumentTable
 
@@ -120,7 +120,7 @@ class _VectorStore:
         self._n = len(self._base)
 
 
-class DenseIndex:
+class DenseIndex(BaseIndex):
     """A FAISS index over document vectors, with string ids, metadata, filters and atomic save/load.
 
     Args:
@@ -149,6 +149,29 @@ class DenseIndex:
     """
 
     kind = "dense"
+    help = "dense vectors in FAISS (flat, HNSW, IVF, IVF-PQ) with a sentence-transformers encoder"
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        model: Any = None,
+        encoder: DenseEncoder | None = None,
+        factory: str | None = None,
+        batch_size: int | None = None,
+        **settings: Any,
+    ) -> DenseIndex:
+        """``make_index("dense", model=NAME, factory="flat" | "hnsw" | FAISS string, batch_size=64,
+        **DenseIndex keywords)``; ``model`` (a hub id, folder or packaged name) builds the encoder."""
+        if model is not None and encoder is not None:
+            raise ValueError("give model= (a name to load) or encoder= (a DenseEncoder), not both")
+        if model is not None:
+            from distilir_index.encoders import DenseEncoder
+
+            encoder = DenseEncoder(model, **({"batch_size": batch_size} if batch_size else {}))
+        if factory is not None:
+            settings["index"] = factory
+        return super().from_settings(encoder=encoder, **settings)
 
     def __init__(
         self,
@@ -617,8 +640,7 @@ class DenseIndex:
             ef_search / nprobe / rescore_factor: override the index settings for this call.
             exact: brute force over all (allowed) vectors, whatever the index type.
         """
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        k = self.check_k(k)
         x = self._query_matrix(queries)
         out: list[list[Hit]] = [[] for _ in range(len(x))]
         if len(x) == 0:

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from distilir_index.base import ArtifactDir, Hit, IndexError_, ManifestError, read_manifest
+from distilir_index.base import ArtifactDir, BaseIndex, Hit, IndexError_, ManifestError, read_manifest
 
 __all__ = ["FUSION_METHODS", "NORMALIZATIONS", "HybridIndex", "convex", "rrf"]
 
@@ -190,7 +190,7 @@ def convex(
 # ---------------------------------------------------------------------------------------------------
 # The hybrid index
 # ---------------------------------------------------------------------------------------------------
-class HybridIndex:
+class HybridIndex(BaseIndex):
     """Searches two indexes and fuses their top-``depth`` lists per query (RRF or convex).
 
     Args:
@@ -215,6 +215,7 @@ class HybridIndex:
     """
 
     kind = "hybrid"
+    help = "two indexes fused by reciprocal rank or normalised scores"
 
     def __init__(
         self,
@@ -325,8 +326,7 @@ class HybridIndex:
     ) -> list[list[Hit]]:
         """Top-``k`` fused hits per query; ``filter`` and ``ids`` are passed to both indexes, so
         fusion only sees documents that pass."""
-        if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        k = self.check_k(k)
         if isinstance(queries, (str, bytes)):
             raise TypeError("queries must be a list, got a single string; wrap it in a list")
         if not hasattr(queries, "__len__"):

@@ -8,7 +8,8 @@ calls that class's ``load(path, **kwargs)``::
     index = load_index("indexes/scifact-bm25")          # -> BM25Index
     index = load_index("indexes/scifact-dense", mmap=True)  # -> DenseIndex, FAISS file memory-mapped
 
-    register_index_kind("sparse", "distilir_index.sparse:SparseIndex")  # lazily imported on first use
+    index = make_index("dense", model="all-MiniLM-L6-v2", factory="flat")  # a new, empty index
+    register_index_kind("mine", "my_pkg.index:MyIndex")  # lazily imported on first use
 
 Built-in kinds are registered as import strings, so importing this module imports neither FAISS nor
 bm25s.
@@ -30,7 +31,6 @@ On-disk schema of the table (one generation of an index directory):
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,56 +40,61 @@ from typing import Any
 
 import numpy as np
 
-from distilir_index.base import ArtifactDir, Hit, IndexError_, ManifestError, read_manifest
+from distilir_index.base import ArtifactDir, BaseIndex, Hit, IndexError_, ManifestError, read_manifest
+from distilir_index.registry import Registry
 
-__all__ = ["DocumentTable", "load_index", "register_index_kind", "registered_index_kinds"]
+__all__ = [
+    "INDEXES",
+    "DocumentTable",
+    "load_index",
+    "make_index",
+    "register_index_kind",
+    "registered_index_kinds",
+]
 
-#: kind -> class, or "module:attribute" import string resolved on first use.
-_REGISTRY: dict[str, Any] = {
-    "bm25": "distilir_index.bm25:BM25Index",
-    "dense": "distilir_index.dense:DenseIndex",
-    "sparse": "distilir_index.sparse:SparseIndex",
-    "hybrid": "distilir_index.hybrid:HybridIndex",
-    "lucene-bm25": "distilir_index.lucene:LuceneBM25Index",
-    "lucene-impact": "distilir_index.lucene:LuceneImpactIndex",
-    "milvus": "distilir_index.milvus:MilvusIndex",
-}
+#: Index kinds: kind -> "module:Class", imported on first use. Each class has a ``kind``, a one-line
+#: ``help``, ``from_settings(**settings)`` (what :func:`make_index` calls) and ``load(path, **kw)``.
+INDEXES = Registry(
+    "index",
+    {
+        "bm25": "distilir_index.bm25:BM25Index",
+        "dense": "distilir_index.dense:DenseIndex",
+        "sparse": "distilir_index.sparse:SparseIndex",
+        "hybrid": "distilir_index.hybrid:HybridIndex",
+        "lucene-bm25": "distilir_index.lucene:LuceneBM25Index",
+        "lucene-impact": "distilir_index.lucene:LuceneImpactIndex",
+        "milvus": "distilir_index.milvus:MilvusIndex",
+    },
+    error=ManifestError,
+)
 
 
 def register_index_kind(kind: str, cls: Any, *, replace: bool = False) -> None:
-    """Make ``load_index`` open manifests of ``kind`` with ``cls`` (a class with a ``load(path, **kw)``
-    classmethod, or a ``"module:Class"`` string imported lazily).
+    """Make ``load_index`` / ``make_index`` handle ``kind`` with ``cls`` (an index class with a
+    ``load(path, **kw)`` classmethod, or a ``"module:Class"`` string imported lazily).
 
     Registering a kind that is already registered to something else raises, unless ``replace=True``.
     """
-    if not isinstance(kind, str) or not kind:
-        raise ValueError(f"kind must be a non-empty string such as 'sparse', got {kind!r}")
-    if isinstance(cls, str):
-        if ":" not in cls:
-            raise ValueError(f"an import string must look like 'package.module:ClassName', got {cls!r}")
-    elif not callable(getattr(cls, "load", None)):
+    if not isinstance(cls, str) and not (isinstance(cls, type) and issubclass(cls, BaseIndex)):
         raise TypeError(
-            f"{cls!r} has no load(path, **kwargs) classmethod; register the index class itself "
-            "(e.g. register_index_kind('sparse', SparseIndex))"
+            f"{cls!r} is not an index class (a subclass of distilir_index.base.BaseIndex with load(path)); "
+            "register the index class itself (e.g. register_index_kind('sparse', SparseIndex))"
         )
-    current = _REGISTRY.get(kind)
-    if current is not None and current is not cls and current != cls and not replace:
-        # Registering the class an import string points to is not a conflict.
-        if not (isinstance(current, str) and not isinstance(cls, str) and _import_string(current) is cls):
-            raise ValueError(
-                f"index kind {kind!r} is already registered to {current!r}; pass replace=True to override"
-            )
-    _REGISTRY[kind] = cls
+    INDEXES.register(kind, cls, replace=replace)
 
 
 def registered_index_kinds() -> list[str]:
-    """The kinds ``load_index`` can open."""
-    return sorted(_REGISTRY)
+    """The kinds ``load_index`` and ``make_index`` know."""
+    return INDEXES.kinds()
 
 
-def _import_string(spec: str) -> Any:
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
+def make_index(kind: str, **settings: Any) -> Any:
+    """A new, empty index of ``kind`` built from keyword settings (the class's ``from_settings``).
+
+    ``make_index("bm25", k1=0.9, b=0.4)``, ``make_index("dense", model="all-MiniLM-L6-v2",
+    factory="flat")``, ``make_index("sparse", model="splade-tiny")``: ``model`` names an encoder (a hub
+    id, a folder or a packaged name), ``batch_size`` its encoding batch."""
+    return INDEXES.get(kind).from_settings(**settings)
 
 
 def load_index(path: str | os.PathLike[str], **kwargs: Any) -> Any:
@@ -100,15 +105,13 @@ def load_index(path: str | os.PathLike[str], **kwargs: Any) -> Any:
     """
     manifest = read_manifest(path)
     kind = manifest.get("kind")
-    entry = _REGISTRY.get(kind)
-    if entry is None:
+    if not isinstance(kind, str) or kind not in INDEXES:
         raise ManifestError(
             f"{path} holds an index of kind {kind!r}, which no class is registered for "
             f"(registered: {registered_index_kinds()}). Import the module that defines it, or call "
             f"distilir_index.loading.register_index_kind({kind!r}, TheIndexClass)."
         )
-    cls = _import_string(entry) if isinstance(entry, str) else entry
-    return cls.load(path, **kwargs)
+    return INDEXES.get(kind).load(path, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------

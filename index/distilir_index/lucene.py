@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from distilir_index.base import ArtifactDir, Hit, IndexError_, ManifestError, read_manifest
+from distilir_index.base import ArtifactDir, BaseIndex, Hit, IndexError_, ManifestError, read_manifest
 from distilir_index.loading import DocumentTable
 
 __all__ = ["LuceneBM25Index", "LuceneImpactIndex", "LuceneUnavailable", "quantize"]
@@ -197,12 +197,6 @@ def _index_collection(
         )
 
 
-def _check_k(k: Any) -> int:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    return int(k)
-
-
 def _check_threads(threads: Any) -> int:
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ValueError(f"threads must be an int >= 1, got {threads!r}")
@@ -230,7 +224,7 @@ def quantize(weights: Mapping[str, float], scale: float) -> dict[str, int]:
     return out
 
 
-class _LuceneBase:
+class _LuceneBase(BaseIndex):
     """Shared bookkeeping: document table, lazy rebuild into a private folder, save/load."""
 
     kind = ""
@@ -379,6 +373,7 @@ class LuceneBM25Index(_LuceneBase):
     """
 
     kind = "lucene-bm25"
+    help = "BM25 in a Lucene index through pyserini (Java)"
     _collection = "JsonCollection"
 
     def __init__(
@@ -468,7 +463,7 @@ class LuceneBM25Index(_LuceneBase):
         for q in queries:
             if not isinstance(q, str):
                 raise TypeError(f"LuceneBM25Index.search takes query strings, got {type(q).__name__}: {q!r}")
-        k = _check_k(k)
+        k = self.check_k(k)
         threads = self.threads if threads is None else _check_threads(threads)
         out: list[list[Hit]] = [[] for _ in queries]
         if not queries:
@@ -545,6 +540,7 @@ class LuceneImpactIndex(_LuceneBase):
     """
 
     kind = "lucene-impact"
+    help = "learned sparse impacts in a Lucene index through pyserini (Java)"
     _collection = "JsonVectorCollection"
 
     def __init__(
@@ -698,7 +694,7 @@ class LuceneImpactIndex(_LuceneBase):
                 "LuceneImpactIndex does not support filter= or ids= (pyserini's impact searcher builds "
                 "its own query); use distilir_index.SparseIndex for filtered learned-sparse search"
             )
-        k = _check_k(k)
+        k = self.check_k(k)
         threads = self.threads if threads is None else _check_threads(threads)
         vectors = self._query_vectors(queries)
         out: list[list[Hit]] = [[] for _ in vectors]

@@ -52,7 +52,15 @@ from typing import Any
 
 import numpy as np
 
-from distilir_index.base import ArtifactDir, CorpusFingerprint, Hit, IndexError_, ManifestError, read_manifest
+from distilir_index.base import (
+    ArtifactDir,
+    BaseIndex,
+    CorpusFingerprint,
+    Hit,
+    IndexError_,
+    ManifestError,
+    read_manifest,
+)
 
 __all__ = ["MilvusIndex", "to_milvus_filter"]
 
@@ -145,7 +153,7 @@ def to_milvus_filter(spec: Mapping[str, Any] | str | None, ids: Iterable[str] | 
     return " and ".join(parts)
 
 
-class MilvusIndex:
+class MilvusIndex(BaseIndex):
     """A Milvus collection (Lite file or server) behind the Index protocol.
 
     Args:
@@ -169,6 +177,7 @@ class MilvusIndex:
     """
 
     kind = "milvus"
+    help = "dense and/or sparse vectors in Milvus Lite or a Milvus server"
 
     def __init__(
         self,
@@ -636,8 +645,7 @@ class MilvusIndex:
                 at least ``k``).
         Scores: inner product (dense), dot product (sparse), RRF score (hybrid).
         """
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        k = self.check_k(k)
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         mode, dense_q, sparse_q = self._encode(queries, mode)

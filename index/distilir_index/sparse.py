@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from distilir_index.base import ArtifactDir, Hit, ManifestError, read_manifest
+from distilir_index.base import ArtifactDir, BaseIndex, Hit, ManifestError, read_manifest
 from distilir_index.encoders import check_encoder_compatible
 from distilir_index.loading import DocumentTable
 from distilir_index.sparse_encoder import SparseEncoder
@@ -64,7 +64,7 @@ __all__ = ["SparseIndex"]
 _CONSOLIDATE_RATIO = 0.25
 
 
-class SparseIndex:
+class SparseIndex(BaseIndex):
     """Exact sparse dot-product retrieval with string ids, metadata filters, add/delete and atomic
     save/load.
 
@@ -89,6 +89,26 @@ class SparseIndex:
     """
 
     kind = "sparse"
+    help = "learned sparse vectors (SPLADE) in an inverted index, exact dot-product scores"
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        model: Any = None,
+        encoder: SparseEncoder | None = None,
+        batch_size: int | None = None,
+        **settings: Any,
+    ) -> SparseIndex:
+        """``make_index("sparse", model=NAME, batch_size=32, **SparseIndex keywords)``; ``model`` (a
+        hub id, folder or packaged name) builds the SPLADE encoder."""
+        if model is not None and encoder is not None:
+            raise ValueError("give model= (a name to load) or encoder= (a SparseEncoder), not both")
+        if model is not None:
+            from distilir_index.sparse_encoder import SparseEncoder
+
+            encoder = SparseEncoder(model, **({"batch_size": batch_size} if batch_size else {}))
+        return super().from_settings(encoder=encoder, **settings)
 
     def __init__(
         self,
@@ -421,8 +441,7 @@ class SparseIndex:
             k: hits per query; ``min(k, documents passing)`` come back (see the module docstring).
             filter / ids: pre-filter by metadata conditions (distilir_index.filters) and/or ids.
         """
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        k = self.check_k(k)
         q = self._query_matrix(queries)  # encoding runs outside the lock
         out: list[list[Hit]] = [[] for _ in range(q.shape[0])]
         if q.shape[0] == 0:

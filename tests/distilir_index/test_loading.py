@@ -6,13 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from distilir_index.base import ArtifactDir, CorpusFingerprint, Index, ManifestError
+from distilir_index.base import ArtifactDir, BaseIndex, CorpusFingerprint, Index, ManifestError
 from distilir_index.bm25 import BM25Index
 from distilir_index.dense import DenseIndex
 from distilir_index.loading import (
-    _REGISTRY,
+    INDEXES,
     DocumentTable,
     load_index,
+    make_index,
     register_index_kind,
     registered_index_kinds,
 )
@@ -25,10 +26,11 @@ DOCS = {
 }
 
 
-class ToyIndex:
+class ToyIndex(BaseIndex):
     """A real (tiny) index class used only to exercise the registry: load() reads its manifest."""
 
     kind = "toy"
+    help = "a list of words"
 
     def __init__(self, words: list[str]) -> None:
         self.words = words
@@ -47,10 +49,10 @@ class ToyIndex:
 
 @pytest.fixture
 def clean_registry():
-    saved = dict(_REGISTRY)
+    saved = dict(INDEXES._entries)
     yield
-    _REGISTRY.clear()
-    _REGISTRY.update(saved)
+    INDEXES._entries.clear()
+    INDEXES._entries.update(saved)
 
 
 def test_load_index_dispatches_on_manifest_kind(tmp_path):
@@ -92,7 +94,7 @@ def test_registry_custom_kind_conflicts_and_unknown_kinds(tmp_path, clean_regist
     with pytest.raises(ModuleNotFoundError):
         load_index(tmp_path / "toy")
     register_index_kind("bm25", BM25Index)  # the class behind the built-in import string: no conflict
-    with pytest.raises(TypeError, match="load"):
+    with pytest.raises(TypeError, match="BaseIndex"):
         register_index_kind("broken", object())
     with pytest.raises(ValueError, match="module:"):
         register_index_kind("broken", "no_colon_here")
@@ -142,3 +144,46 @@ def test_document_table_validation():
     with pytest.raises(TypeError, match="mapping"):
         table.add(["b"], ["x"], [["not", "a", "dict"]])  # type: ignore[list-item]
     assert len(table) == 1  # failed batches changed nothing
+
+
+def test_every_registered_index_kind_imports_and_names_itself():
+    for kind in registered_index_kinds():
+        try:
+            cls = INDEXES.get(kind)
+        except ImportError as exc:  # an optional backend (pyserini, pymilvus) not installed
+            pytest.skip(f"{kind}: {exc}")
+        assert issubclass(cls, BaseIndex) and cls.kind == kind and cls.help, kind
+    assert INDEXES.normalize("Lucene_BM25") == "lucene-bm25"  # one normaliser for every lookup
+    with pytest.raises(ManifestError, match="unknown index kind 'annoy'.*bm25"):
+        make_index("annoy")
+
+
+@pytest.mark.parametrize("kind", ["bm25", "dense", "sparse"])
+def test_make_index_builds_each_kind_that_round_trips_through_load_index(tmp_path, kind):
+    ids, texts = list(DOCS), list(DOCS.values())
+    index = make_index(kind, store_text=True)
+    if kind == "bm25":
+        index.add(ids, texts)
+        queries: list = ["heart attack"]
+    elif kind == "dense":
+        vectors = np.random.RandomState(0).randn(len(ids), 8).astype(np.float32)
+        index.add(ids, texts, vectors=vectors)
+        queries = vectors[:1]
+    else:
+        weights = [{w: 1.0 + len(w) / 10 for w in text.split()} for text in texts]
+        index.add(ids, texts, weights=weights)
+        queries = [{"heart": 1.0, "attack": 0.5}]
+    assert type(index) is INDEXES.get(kind)
+    before = [h.id for h in index.search(queries, k=3)[0]]
+    index.save(tmp_path / kind)
+    after = [h.id for h in load_index(tmp_path / kind).search(queries, k=3)[0]]
+    assert before == after and len(before) >= 2
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        index.search(queries, k=0)
+
+
+def test_make_index_names_the_bad_setting():
+    with pytest.raises(TypeError, match="cannot build a 'bm25' index with settings.*no_such"):
+        make_index("bm25", no_such=1)
+    with pytest.raises(ValueError, match="not both"):
+        make_index("dense", model="all-MiniLM-L6-v2", encoder=object())
