@@ -25,7 +25,7 @@ from distilir.teachers.cross_encoder import CrossEncoderTeacher
 from distilir.teachers.ensemble import NORMALIZATIONS, EnsembleTeacher, normalize_scores
 from distilir.teachers.factory import (
     DEFAULT_OFFLINE_TEACHER,
-    TEACHER_KINDS,
+    TEACHERS,
     build_teacher,
     parse_teacher_spec,
 )
@@ -37,7 +37,7 @@ __all__ = [
     "DEFAULT_OFFLINE_TEACHER",
     "NORMALIZATIONS",
     "SCORE_TYPES",
-    "TEACHER_KINDS",
+    "TEACHERS",
     "BM25Stats",
     "BM25Teacher",
     "BaseTeacher",

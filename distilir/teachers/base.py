@@ -1,9 +1,10 @@
-"""The `Teacher` protocol: a teacher scores the documents of one query.
+"""The `Teacher` protocol: a teacher scores the documents of queries.
 
-A teacher is anything with ``score(query, docs) -> list[float]`` (higher means more relevant) plus a
-description of itself. The description (``get_config_dict``) and the weights' file hash make up the
-teacher *fingerprint* that keys the teacher score store, so scores from two different teachers (or
-the same model with another prompt, max length or dtype) can never be mixed.
+A teacher scores whole queries, ``score_many(queries, docs_lists) -> list[list[float]]`` (higher means
+more relevant; ``score(query, docs)`` is one query of it), and describes itself. The description
+(``get_config_dict``) and the weights' file hash make up the teacher *fingerprint* that keys the
+teacher score store, so scores from two different teachers (or the same model with another prompt,
+max length or dtype) can never be mixed.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from hashlib import sha256
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 __all__ = [
     "SCORE_TYPES",
     "BaseTeacher",
     "Teacher",
     "TeacherError",
+    "check_lists",
     "describe_model",
     "state_dict_fingerprint",
     "teacher_fingerprint",
@@ -42,8 +44,14 @@ class TeacherError(ValueError):
 
 @runtime_checkable
 class Teacher(Protocol):
+    """What the store, the ensemble and the Ray driver call: ``score_many`` over whole queries (the
+    primary method: teachers batch across queries), ``score`` for one query, and the description
+    that makes the fingerprint."""
+
     name: str
     score_type: str
+
+    def score_many(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[list[float]]: ...
 
     def score(self, query: str, docs: Sequence[str]) -> list[float]: ...
 
@@ -51,24 +59,40 @@ class Teacher(Protocol):
 
 
 class BaseTeacher:
-    """Convenience base: batched scoring over many queries and the fingerprint.
+    """What every teacher class shares: its registry identity, ``score`` built on ``score_many``,
+    the spec constructor and the fingerprint.
 
-    Subclasses implement ``score`` and ``get_config_dict``; they may override ``score_many`` to
-    batch across queries (cross-encoders and LLMs do, for throughput).
+    Subclasses set ``kind`` (the name in :data:`distilir.teachers.TEACHERS` and in specs), ``help``
+    (what a spec's TARGET is), ``example`` (a spec), and implement ``score_many`` and
+    ``get_config_dict``. ``from_spec`` turns a parsed spec into the constructor's call; override it
+    when TARGET is not the first constructor argument.
     """
+
+    kind: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+    example: ClassVar[str] = ""
+    #: TARGET when a spec gives none (e.g. ``bi-encoder`` -> all-mpnet-base-v2); None: TARGET required.
+    default_target: ClassVar[str | None] = None
 
     name: str = "teacher"
     score_type: str = "logit"
 
-    def score(self, query: str, docs: Sequence[str]) -> list[float]:  # pragma: no cover - abstract
+    @classmethod
+    def from_spec(cls, target: Any, options: dict[str, Any], *, corpus: Any = None) -> BaseTeacher:
+        """Build from a parsed spec: ``cls(target or default_target, **options)``."""
+        target = target or cls.default_target
+        if not target:
+            raise TeacherError(f"{cls.kind} needs a TARGET ({cls.help}): e.g. {cls.example!r}")
+        return cls(target, **options)
+
+    def score_many(
+        self, queries: Sequence[str], docs: Sequence[Sequence[str]]
+    ) -> list[list[float]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def score_many(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[list[float]]:
-        if len(queries) != len(docs):
-            raise TeacherError(
-                f"got {len(queries)} queries but {len(docs)} document lists; one list per query"
-            )
-        return [self.score(q, d) for q, d in zip(queries, docs, strict=True)]
+    def score(self, query: str, docs: Sequence[str]) -> list[float]:
+        """The scores of one query's documents: ``score_many([query], [docs])[0]``."""
+        return self.score_many([query], [docs])[0]
 
     def get_config_dict(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -76,6 +100,12 @@ class BaseTeacher:
     @property
     def fingerprint(self) -> str:
         return teacher_fingerprint(self)
+
+
+def check_lists(queries: Sequence[str], docs: Sequence[Sequence[str]]) -> None:
+    """Raise unless there is one document list per query (the input check of every ``score_many``)."""
+    if len(queries) != len(docs):
+        raise TeacherError(f"got {len(queries)} queries but {len(docs)} document lists; one list per query")
 
 
 def teacher_fingerprint(teacher: Teacher) -> str:

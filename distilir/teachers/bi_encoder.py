@@ -56,6 +56,10 @@ class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
             a text ``Transformer`` and has no prompts. Runtime only (same numbers within 1e-5).
     """
 
+    kind = "bi-encoder"
+    help = "a SentenceTransformer hub id, folder or packaged name"
+    example = "bi-encoder:all-mpnet-base-v2"
+    default_target = "all-mpnet-base-v2"
     score_type = "similarity"
 
     def __init__(

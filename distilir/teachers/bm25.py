@@ -9,11 +9,14 @@ mean? A large-scale reproducibility study of scoring variants", ECIR)::
 ``N``, ``df`` and ``avgdl`` come from the corpus given at construction (:class:`BM25Stats`); ``tf``
 and ``|d|`` from the document being scored, which need not be in that corpus. Query terms repeat
 with their multiplicity, and terms absent from the corpus contribute 0 (bm25s drops them from the
-query). Text is tokenised exactly like bm25s: lower-cased, ``(?u)\\b\\w\\w+\\b`` tokens, bm25s' English
-stop words removed, PyStemmer's English (Snowball/Porter2) stemmer; defaults ``k1=0.9, b=0.4`` (Anserini's).
+query). Text is analysed by the BM25 index's own chain (``distilir_index.bm25.make_analyzer``):
+lower-cased, Lucene-like word tokens, Lucene's 33 English stop words removed, the original Porter
+stemmer (Lucene's PorterStemFilter) -- so the ``bm25`` teacher and the ``bm25`` first stage are one
+function; defaults ``k1=0.9, b=0.4`` (Anserini's). Statistics saved before this (bm25s' regex
+tokens, Snowball stemmer) load with the settings they record.
 
 Why hand-written: bm25s scores the documents of its own index; a teacher must score an arbitrary
-candidate list with a corpus's statistics, which is this formula over bm25s' tokeniser.
+candidate list with a corpus's statistics, which is this formula over the index's analyser.
 """
 
 from __future__ import annotations
@@ -24,30 +27,27 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from distilir.teachers.base import BaseTeacher, TeacherError
+from distilir.teachers.base import BaseTeacher, TeacherError, check_lists
 
 __all__ = ["BM25Stats", "BM25Teacher", "bm25_tokenize"]
 
 
 def bm25_tokenize(
-    texts: Sequence[str], *, stopwords: str | None = "en", stemmer: str | None = "english"
+    texts: Sequence[str],
+    *,
+    stopwords: str | None = "en",
+    stemmer: str | None = "porter",
+    tokenizer: str = "lucene",
 ) -> list[list[str]]:
-    """bm25s' tokenisation as token strings (``bm25s.tokenize(..., return_ids=False)``)."""
-    import bm25s
+    """Token strings of ``texts`` under the BM25 index's analyser (``distilir_index.bm25.analyze``)."""
+    from distilir_index.bm25 import analyze
 
-    stem = None
-    if stemmer:
-        import Stemmer
-
-        stem = Stemmer.Stemmer(stemmer)
-    out = bm25s.tokenize(
-        list(texts), stopwords=stopwords or None, stemmer=stem, return_ids=False, show_progress=False
-    )
-    return [list(x) for x in out]
+    return analyze(texts, stopwords=stopwords, stemmer=stemmer, tokenizer=tokenizer)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ class BM25Stats:
     avgdl: float
     df: Mapping[str, int] = field(repr=False)
     stopwords: str | None = "en"
-    stemmer: str | None = "english"
+    stemmer: str | None = "porter"
+    tokenizer: str = "lucene"
 
     @classmethod
     def from_texts(
@@ -67,7 +68,8 @@ class BM25Stats:
         texts: Iterable[str],
         *,
         stopwords: str | None = "en",
-        stemmer: str | None = "english",
+        stemmer: str | None = "porter",
+        tokenizer: str = "lucene",
         batch_size: int = 10_000,
         show_progress: bool = False,
     ) -> BM25Stats:
@@ -77,7 +79,7 @@ class BM25Stats:
 
         def flush() -> None:
             nonlocal n, total
-            for toks in bm25_tokenize(batch, stopwords=stopwords, stemmer=stemmer):
+            for toks in bm25_tokenize(batch, stopwords=stopwords, stemmer=stemmer, tokenizer=tokenizer):
                 n += 1
                 total += len(toks)
                 df.update(set(toks))
@@ -93,7 +95,9 @@ class BM25Stats:
             flush()
         if n == 0:
             raise TeacherError("the corpus is empty; BM25 needs the collection's documents for df and avgdl")
-        return cls(n_docs=n, avgdl=total / n, df=dict(df), stopwords=stopwords, stemmer=stemmer)
+        return cls(
+            n_docs=n, avgdl=total / n, df=dict(df), stopwords=stopwords, stemmer=stemmer, tokenizer=tokenizer
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +106,7 @@ class BM25Stats:
             "df": dict(self.df),
             "stopwords": self.stopwords,
             "stemmer": self.stemmer,
+            "tokenizer": self.tokenizer,
         }
 
     @classmethod
@@ -115,13 +120,14 @@ class BM25Stats:
             df=dict(data["df"]),
             stopwords=data.get("stopwords", "en"),
             stemmer=data.get("stemmer", "english"),
+            tokenizer=data.get("tokenizer", "bm25s"),  # stats written before the index's analyser
         )
 
     def fingerprint(self) -> str:
-        blob = json.dumps(
-            [self.n_docs, repr(float(self.avgdl)), sorted(self.df.items()), self.stopwords, self.stemmer],
-            separators=(",", ":"),
-        ).encode()
+        fields = [self.n_docs, repr(float(self.avgdl)), sorted(self.df.items()), self.stopwords, self.stemmer]
+        if self.tokenizer != "bm25s":  # stats of the bm25s-regex era keep their fingerprint
+            fields.append(self.tokenizer)
+        blob = json.dumps(fields, separators=(",", ":")).encode()
         return "sha256:" + sha256(blob).hexdigest()
 
 
@@ -133,12 +139,40 @@ class BM25Teacher(BaseTeacher):
             to compute :class:`BM25Stats`. Give either this or ``stats``.
         stats: precomputed statistics.
         k1, b: BM25 parameters (Anserini defaults 0.9 and 0.4).
-        stopwords, stemmer: tokenizer settings when ``corpus_texts`` is given (bm25s' ``"en"`` list and
-            PyStemmer's ``"english"``; ``None`` disables either).
+        stopwords, stemmer, tokenizer: analyser settings when ``corpus_texts`` is given (those of
+            ``distilir_index.BM25Index``: Lucene's English stop list, PyStemmer's ``"porter"``, the
+            ``"lucene"`` splitter; ``None`` disables stop words or stemming).
     """
 
+    kind = "bm25"
+    help = "optional: a JSON file of BM25Stats; else the corpus (build_teacher(spec, corpus=...))"
+    example = "bm25?k1=0.9&b=0.4"
     score_type = "bm25"
     name = "bm25"
+
+    @classmethod
+    def from_spec(cls, target: Any, options: dict[str, Any], *, corpus: Any = None) -> BM25Teacher:
+        """TARGET: a JSON file of :meth:`BM25Stats.to_dict`; without one, the statistics of ``corpus``
+        (``{docid: text | Document}`` or a list of texts)."""
+        if target:
+            file = Path(target)
+            if not file.is_file():
+                raise TeacherError(
+                    f"bm25 target {target!r} is not a file; give a JSON of BM25Stats.to_dict() or corpus="
+                )
+            return cls(stats=BM25Stats.from_dict(json.loads(file.read_text(encoding="utf-8"))), **options)
+        if corpus is None:
+            raise TeacherError(
+                "a bm25 teacher needs the corpus for its statistics (df, avgdl): "
+                "build_teacher('bm25', corpus={docid: text, ...})"
+            )
+        from distilir.types import Document
+
+        values = corpus.values() if isinstance(corpus, Mapping) else corpus
+        texts = [t.full_text if isinstance(t, Document) else t for t in values]
+        if any(not isinstance(t, str) for t in texts):
+            raise TeacherError("corpus values must be texts or Documents")
+        return cls(texts, **options)
 
     def __init__(
         self,
@@ -148,7 +182,8 @@ class BM25Teacher(BaseTeacher):
         k1: float = 0.9,
         b: float = 0.4,
         stopwords: str | None = "en",
-        stemmer: str | None = "english",
+        stemmer: str | None = "porter",
+        tokenizer: str = "lucene",
         show_progress: bool = False,
     ) -> None:
         if (corpus_texts is None) == (stats is None):
@@ -163,7 +198,7 @@ class BM25Teacher(BaseTeacher):
         if stats is None:
             texts = corpus_texts.values() if isinstance(corpus_texts, Mapping) else corpus_texts
             stats = BM25Stats.from_texts(
-                texts, stopwords=stopwords, stemmer=stemmer, show_progress=show_progress
+                texts, stopwords=stopwords, stemmer=stemmer, tokenizer=tokenizer, show_progress=show_progress
             )
         elif not isinstance(stats, BM25Stats):
             stats = BM25Stats.from_dict(stats)
@@ -175,16 +210,13 @@ class BM25Teacher(BaseTeacher):
         }
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        return bm25_tokenize(texts, stopwords=self.stats.stopwords, stemmer=self.stats.stemmer)
-
-    def score(self, query: str, docs: Sequence[str]) -> list[float]:
-        return self.score_many([query], [docs])[0]
+        stats = self.stats
+        return bm25_tokenize(
+            texts, stopwords=stats.stopwords, stemmer=stats.stemmer, tokenizer=stats.tokenizer
+        )
 
     def score_many(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[list[float]]:
-        if len(queries) != len(docs):
-            raise TeacherError(
-                f"got {len(queries)} queries but {len(docs)} document lists; one list per query"
-            )
+        check_lists(queries, docs)
         q_tokens = self.tokenize(list(queries))
         unique = list(dict.fromkeys(d for ds in docs for d in ds))
         doc_tf = {
@@ -215,10 +247,11 @@ class BM25Teacher(BaseTeacher):
             "b": self.b,
             "tokenizer": {
                 "lower": True,
-                "pattern": r"(?u)\b\w\w+\b",
+                "pattern": r"(?u)\b\w\w+\b" if self.stats.tokenizer == "bm25s" else self.stats.tokenizer,
                 "stopwords": self.stats.stopwords,
                 "stemmer": self.stats.stemmer,
-                "library": "bm25s + PyStemmer",
+                "library": "bm25s + PyStemmer"
+                + ("" if self.stats.tokenizer == "bm25s" else " (distilir_index)"),
             },
             "corpus": {
                 "n_docs": self.stats.n_docs,

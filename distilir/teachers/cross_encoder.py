@@ -42,7 +42,13 @@ from typing import Any
 
 import numpy as np
 
-from distilir.teachers.base import BaseTeacher, TeacherError, describe_model, state_dict_fingerprint
+from distilir.teachers.base import (
+    BaseTeacher,
+    TeacherError,
+    check_lists,
+    describe_model,
+    state_dict_fingerprint,
+)
 
 __all__ = ["CrossEncoderTeacher", "available_cores", "sensible_threads", "torch_threads"]
 
@@ -125,6 +131,9 @@ class CrossEncoderTeacher(BaseTeacher):
         teacher.score("what is bm25", ["BM25 is a ranking function ...", "Paris is ..."])
     """
 
+    kind = "cross-encoder"
+    help = "a CrossEncoder hub id or folder"
+    example = "cross-encoder:cross-encoder/ms-marco-MiniLM-L6-v2"
     score_type = "logit"
 
     def __init__(
@@ -189,14 +198,8 @@ class CrossEncoderTeacher(BaseTeacher):
                 )
 
     # -- the protocol -----------------------------------------------------------------------------
-    def score(self, query: str, docs: Sequence[str]) -> list[float]:
-        return self.score_pairs([(query, d) for d in docs]).tolist()
-
     def score_many(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[list[float]]:
-        if len(queries) != len(docs):
-            raise TeacherError(
-                f"got {len(queries)} queries but {len(docs)} document lists; one list per query"
-            )
+        check_lists(queries, docs)
         pairs = [(q, d) for q, ds in zip(queries, docs, strict=True) for d in ds]
         flat = self.score_pairs(pairs).tolist()
         out, start = [], 0

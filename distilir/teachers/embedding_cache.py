@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from distilir.teachers.base import TeacherError, text_hash
+from distilir.teachers.base import TeacherError, check_lists, text_hash
 
 __all__ = ["EmbeddingCache", "EmbeddingTeacherMixin", "SparseVector", "resolve_cache_dir"]
 
@@ -219,16 +219,10 @@ class EmbeddingTeacherMixin:
         self._doc_cache = None
         self._query_cache = None
 
-    def score(self, query: str, docs: Sequence[str]) -> list[float]:
-        return self.score_many([query], [docs])[0]
-
     def score_many(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[list[float]]:
         from distilir.teachers.cross_encoder import torch_threads
 
-        if len(queries) != len(docs):
-            raise TeacherError(
-                f"got {len(queries)} queries but {len(docs)} document lists; one list per query"
-            )
+        check_lists(queries, docs)
         with torch_threads(self.num_threads):
             q_emb = self.query_cache.get_or_encode(list(queries), self._encode_queries)
             d_emb = self.doc_cache.get_or_encode([d for ds in docs for d in ds], self._encode_documents)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from distilir.teachers.base import BaseTeacher, Teacher, TeacherError
+from distilir.teachers.base import BaseTeacher, Teacher, TeacherError, check_lists
 
 __all__ = ["NORMALIZATIONS", "EnsembleTeacher", "normalize_scores"]
 
@@ -74,7 +74,15 @@ class EnsembleTeacher(BaseTeacher):
         EnsembleTeacher([(BiEncoderTeacher("all-mpnet-base-v2"), 1.0), (BM25Teacher(texts), 1.0)])
     """
 
+    kind = "ensemble"
+    help = "members joined by '+', each 'spec*weight'"
+    example = "ensemble:bi-encoder:all-mpnet-base-v2*1+bm25*1"
     score_type = "normalized"
+
+    @classmethod
+    def from_spec(cls, target: Any, options: dict[str, Any], *, corpus: Any = None) -> EnsembleTeacher:
+        """``options["members"]``: the built ``(teacher, weight)`` pairs (the factory builds members)."""
+        return cls(options.pop("members"), **options)
 
     def __init__(
         self,
@@ -112,22 +120,11 @@ class EnsembleTeacher(BaseTeacher):
         )
         self._history: list[np.ndarray] = []  # per query: array [n_members + 1, n_docs]
 
-    def score(self, query: str, docs: Sequence[str]) -> list[float]:
-        return self.score_many([query], [docs])[0]
-
     def score_many(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[list[float]]:
-        if len(queries) != len(docs):
-            raise TeacherError(
-                f"got {len(queries)} queries but {len(docs)} document lists; one list per query"
-            )
+        check_lists(queries, docs)
         per_member = []
         for (teacher, _), label in zip(self.members, self.labels, strict=True):
-            many = getattr(teacher, "score_many", None)
-            scores = (
-                many(queries, docs)
-                if many
-                else [teacher.score(q, d) for q, d in zip(queries, docs, strict=True)]
-            )
+            scores = teacher.score_many(queries, docs)
             if len(scores) != len(docs) or any(len(s) != len(d) for s, d in zip(scores, docs, strict=True)):
                 raise TeacherError(
                     f"member {label} returned score lists whose lengths do not match the documents"

@@ -35,16 +35,17 @@ Teacher classes are imported only when built, so ``llm`` extras are needed only 
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from distilir_index.registry import Registry
+
 from distilir.teachers.base import Teacher, TeacherError
 
-__all__ = ["DEFAULT_OFFLINE_TEACHER", "TEACHER_KINDS", "build_teacher", "parse_teacher_spec"]
+__all__ = ["DEFAULT_OFFLINE_TEACHER", "TEACHERS", "build_teacher", "parse_teacher_spec"]
 
 #: all-mpnet-base-v2 + SPLADE-tiny + BM25, z-score normalised, equal weights: the strongest teacher
 #: that runs offline here (no trained cross-encoder ships on PyPI; see /work/shared/MODELS.md).
@@ -52,47 +53,47 @@ DEFAULT_OFFLINE_TEACHER = (
     "ensemble?normalization=zscore:bi-encoder:all-mpnet-base-v2*1+splade:splade-tiny*1+bm25*1"
 )
 
-#: kind -> (what TARGET is, an example)
-TEACHER_KINDS: dict[str, tuple[str, str]] = {
-    "cross-encoder": ("a CrossEncoder hub id or folder", "cross-encoder:cross-encoder/ms-marco-MiniLM-L6-v2"),
-    "bi-encoder": ("a SentenceTransformer hub id, folder or packaged name", "bi-encoder:all-mpnet-base-v2"),
-    "splade": ("a SPLADE model (SparseEncoder) hub id, folder or packaged name", "splade:splade-tiny"),
-    "bm25": ("optional: a JSON file of BM25Stats; else pass corpus=", "bm25?k1=0.9&b=0.4"),
-    "llm-pointwise": (
-        "a causal LM (alias, .gguf, folder, hub id)",
-        "llm-pointwise:smollm2-135m-instruct?mode=query_likelihood",
-    ),
-    "llm-listwise": (
-        "a causal LM (alias, .gguf, folder, hub id)",
-        "llm-listwise:smollm2-135m-instruct?window=20&stride=10",
-    ),
-    "openai": (
-        "the base URL of an OpenAI-compatible completions server",
-        "openai:http://127.0.0.1:8000?model=NAME",
-    ),
-    "ensemble": (
-        "members joined by '+', each 'spec*weight'",
-        "ensemble:bi-encoder:all-mpnet-base-v2*1+bm25*1",
-    ),
-}
-_ALIASES = {
-    "ce": "cross-encoder",
-    "crossencoder": "cross-encoder",
-    "dense": "bi-encoder",
-    "biencoder": "bi-encoder",
-    "sparse": "splade",
-    "pointwise": "llm-pointwise",
-    "listwise": "llm-listwise",
-}
+#: Teacher kinds: kind -> "module:Class", imported when built (so LLM extras are needed only for LLM
+#: teachers). Each class has ``kind``, ``help`` (what TARGET is), ``example`` and
+#: ``from_spec(target, options, corpus=None)``.
+TEACHERS = Registry(
+    "teacher",
+    {
+        "cross-encoder": "distilir.teachers.cross_encoder:CrossEncoderTeacher",
+        "bi-encoder": "distilir.teachers.bi_encoder:BiEncoderTeacher",
+        "splade": "distilir.teachers.sparse:SparseTeacher",
+        "bm25": "distilir.teachers.bm25:BM25Teacher",
+        "llm-pointwise": "distilir.teachers.llm_pointwise:LLMPointwiseTeacher",
+        "llm-listwise": "distilir.teachers.llm_listwise:LLMListwiseTeacher",
+        "openai": "distilir.teachers.openai_backend:OpenAIBackend",
+        "ensemble": "distilir.teachers.ensemble:EnsembleTeacher",
+    },
+    aliases={
+        "ce": "cross-encoder",
+        "crossencoder": "cross-encoder",
+        "dense": "bi-encoder",
+        "biencoder": "bi-encoder",
+        "sparse": "splade",
+        "pointwise": "llm-pointwise",
+        "listwise": "llm-listwise",
+    },
+    error=TeacherError,
+)
 _TARGET_KEYS = ("target", "model", "url", "base_url", "path")
 
 
-def _unknown_kind(kind: str) -> TeacherError:
-    lines = "\n".join(f"  {k:<14} TARGET = {what}; e.g. {ex!r}" for k, (what, ex) in TEACHER_KINDS.items())
-    return TeacherError(
-        f"unknown teacher kind {kind!r}. Valid kinds:\n{lines}\nDefault offline teacher: "
-        f"{DEFAULT_OFFLINE_TEACHER!r}"
-    )
+def _kind(name: str) -> str:
+    try:
+        return TEACHERS.normalize(name)
+    except TeacherError:
+        lines = "\n".join(
+            f"  {kind:<14} TARGET = {cls.help}; e.g. {cls.example!r}"
+            for kind, cls in ((k, TEACHERS.get(k)) for k in TEACHERS.kinds())
+        )
+        raise TeacherError(
+            f"unknown teacher kind {name!r}. Valid kinds:\n{lines}\nDefault offline teacher: "
+            f"{DEFAULT_OFFLINE_TEACHER!r}"
+        ) from None
 
 
 def _value(text: str) -> Any:
@@ -119,14 +120,6 @@ def _options(text: str, spec: str) -> dict[str, Any]:
     return out
 
 
-def _kind(name: str) -> str:
-    k = name.strip().lower()
-    k = _ALIASES.get(k, k)
-    if k not in TEACHER_KINDS:
-        raise _unknown_kind(name)
-    return k
-
-
 def parse_teacher_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
     """Parse a spec into its dict form (``{"kind", "target", **options}``; ensembles get
     ``"members": [{..., "weight": w}, ...]``) without loading any model."""
@@ -144,7 +137,7 @@ def parse_teacher_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
     if kind == "ensemble":
         if not colon or not rest.strip():
             raise TeacherError(
-                f"ensemble spec {spec!r} has no members; e.g. {TEACHER_KINDS['ensemble'][1]!r}"
+                f"ensemble spec {spec!r} has no members; e.g. {TEACHERS.get('ensemble').example!r}"
             )
         members = []
         for part in rest.split("+"):
@@ -243,99 +236,9 @@ def _build(d: dict[str, Any], corpus: Any) -> Teacher:
     kind = d.pop("kind")
     target = d.pop("target", None)
     d.pop("weight", None)
+    if kind == "ensemble":
+        d["members"] = [(_build(m, corpus), float(m.get("weight", 1.0))) for m in d.pop("members")]
     try:
-        return _BUILDERS[kind](target, d, corpus)
+        return TEACHERS.get(kind).from_spec(target, d, corpus=corpus)
     except TypeError as exc:
         raise TeacherError(f"cannot build a {kind!r} teacher with options {sorted(d)}: {exc}") from exc
-
-
-def _cross_encoder(target: Any, opts: dict[str, Any], corpus: Any) -> Teacher:
-    from distilir.teachers.cross_encoder import CrossEncoderTeacher
-
-    if not target:
-        raise TeacherError(f"cross-encoder needs a model: {TEACHER_KINDS['cross-encoder'][1]!r}")
-    return CrossEncoderTeacher(target, **opts)
-
-
-def _bi_encoder(target: Any, opts: dict[str, Any], corpus: Any) -> Teacher:
-    from distilir.teachers.bi_encoder import BiEncoderTeacher
-
-    return BiEncoderTeacher(target or "all-mpnet-base-v2", **opts)
-
-
-def _splade(target: Any, opts: dict[str, Any], corpus: Any) -> Teacher:
-    from distilir.teachers.sparse import SparseTeacher
-
-    return SparseTeacher(target or "splade-tiny", **opts)
-
-
-def _bm25(target: Any, opts: dict[str, Any], corpus: Any) -> Teacher:
-    from distilir.teachers.bm25 import BM25Stats, BM25Teacher
-
-    if target:
-        file = Path(target)
-        if not file.is_file():
-            raise TeacherError(
-                f"bm25 target {target!r} is not a file; give a JSON of BM25Stats.to_dict() or corpus="
-            )
-        return BM25Teacher(stats=BM25Stats.from_dict(_load_file(file)), **opts)
-    if corpus is None:
-        raise TeacherError(
-            "a bm25 teacher needs the corpus for its statistics (df, avgdl): "
-            "build_teacher('bm25', corpus={docid: text, ...})"
-        )
-    texts = corpus.values() if isinstance(corpus, Mapping) else corpus
-    texts = [t if isinstance(t, str) else getattr(t, "full_text", getattr(t, "text", None)) for t in texts]
-    if any(not isinstance(t, str) for t in texts):
-        raise TeacherError("corpus values must be texts or Documents")
-    return BM25Teacher(texts, **opts)
-
-
-def _llm_pointwise(target: Any, opts: dict[str, Any], corpus: Any) -> Teacher:
-    from distilir.teachers.llm_pointwise import LLMPointwiseTeacher
-
-    if not target:
-        raise TeacherError(f"llm-pointwise needs a model: {TEACHER_KINDS['llm-pointwise'][1]!r}")
-    return LLMPointwiseTeacher(target, **opts)
-
-
-def _llm_listwise(target: Any, opts: dict[str, Any], corpus: Any) -> Teacher:
-    from distilir.teachers.llm_listwise import LLMListwiseTeacher
-
-    if not target:
-        raise TeacherError(f"llm-listwise needs a model: {TEACHER_KINDS['llm-listwise'][1]!r}")
-    return LLMListwiseTeacher(target, **opts)
-
-
-def _openai(target: Any, opts: dict[str, Any], corpus: Any) -> Teacher:
-    from distilir.teachers.openai_backend import OpenAIBackend
-
-    if not target or "model" not in opts:
-        raise TeacherError(f"openai needs a base URL and ?model=NAME: {TEACHER_KINDS['openai'][1]!r}")
-    style = opts.pop("teacher", "pointwise")
-    if style not in ("pointwise", "listwise"):
-        raise TeacherError(f"openai option teacher must be 'pointwise' or 'listwise', got {style!r}")
-    backend_keys = set(inspect.signature(OpenAIBackend.__init__).parameters) - {"self", "base_url"}
-    backend_opts = {k: opts.pop(k) for k in list(opts) if k in backend_keys}
-    backend = OpenAIBackend(target, **backend_opts)
-    return (_llm_listwise if style == "listwise" else _llm_pointwise)(backend, opts, corpus)
-
-
-def _ensemble(target: Any, opts: dict[str, Any], corpus: Any) -> Teacher:
-    from distilir.teachers.ensemble import EnsembleTeacher
-
-    members = opts.pop("members")
-    built = [(_build(m, corpus), float(m.get("weight", 1.0))) for m in members]
-    return EnsembleTeacher(built, **opts)
-
-
-_BUILDERS = {
-    "cross-encoder": _cross_encoder,
-    "bi-encoder": _bi_encoder,
-    "splade": _splade,
-    "bm25": _bm25,
-    "llm-pointwise": _llm_pointwise,
-    "llm-listwise": _llm_listwise,
-    "openai": _openai,
-    "ensemble": _ensemble,
-}

@@ -93,6 +93,9 @@ class LLMListwiseTeacher(BaseTeacher):
         progress: show a progress bar (None: only for long jobs).
     """
 
+    kind = "llm-listwise"
+    help = "a causal LM (alias, .gguf, folder, hub id)"
+    example = "llm-listwise:smollm2-135m-instruct?window=20&stride=10"
     name = "llm-listwise"
     score_type = "listwise_logit"
     citation = (
@@ -148,9 +151,6 @@ class LLMListwiseTeacher(BaseTeacher):
         return render(f["prompt"], query=query, passages=items, num=str(len(passages)))
 
     # ------------------------------------------------------------------ scoring
-    def score(self, query: str, docs: Sequence[str]) -> list[float]:
-        return self.score_many([query], [docs])[0]
-
     def score_many(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[list[float]]:
         return [t.scores for t in self.trace_many(queries, docs)]
 

@@ -62,6 +62,9 @@ class LLMPointwiseTeacher(BaseTeacher):
         >>> teacher.score("what causes tides", ["The Moon's gravity pulls ...", "Bread recipe ..."])
     """
 
+    kind = "llm-pointwise"
+    help = "a causal LM (alias, .gguf, folder, hub id)"
+    example = "llm-pointwise:smollm2-135m-instruct?mode=query_likelihood"
     name = "llm-pointwise"
     citation = (
         "@inproceedings{sachan2022upr, title={Improving Passage Retrieval with Zero-Shot Question "
@@ -126,9 +129,6 @@ class LLMPointwiseTeacher(BaseTeacher):
         return render(head, passage=b.truncate(passage, budget)), tail
 
     # ------------------------------------------------------------------ scoring
-    def score(self, query: str, docs: Sequence[str]) -> list[float]:
-        return self.score_many([query], [docs])[0]
-
     def score_many(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[list[float]]:
         """Scores of every query's documents; all pairs of all queries are batched together."""
         if isinstance(queries, str) or len(queries) != len(docs):

@@ -30,6 +30,7 @@ what the server said, and what to try.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Sequence
@@ -64,6 +65,26 @@ class OpenAIBackend:
     """
 
     score_kind = "logprob"
+    kind = "openai"
+    help = "the base URL of an OpenAI-compatible completions server"
+    example = "openai:http://127.0.0.1:8000?model=NAME"
+
+    @classmethod
+    def from_spec(cls, target: Any, options: dict[str, Any], *, corpus: Any = None) -> Any:
+        """An LLM teacher over this backend: ``teacher=pointwise`` (default) or ``listwise``; the
+        options this constructor takes go to the backend, the rest to the teacher."""
+        if not target or "model" not in options:
+            raise TeacherError(f"openai needs a base URL and ?model=NAME: {cls.example!r}")
+        style = options.pop("teacher", "pointwise")
+        if style == "pointwise":
+            from distilir.teachers.llm_pointwise import LLMPointwiseTeacher as teacher_cls
+        elif style == "listwise":
+            from distilir.teachers.llm_listwise import LLMListwiseTeacher as teacher_cls
+        else:
+            raise TeacherError(f"openai option teacher must be 'pointwise' or 'listwise', got {style!r}")
+        backend_keys = set(inspect.signature(cls.__init__).parameters) - {"self", "base_url"}
+        backend = cls(target, **{k: options.pop(k) for k in list(options) if k in backend_keys})
+        return teacher_cls.from_spec(backend, options, corpus=corpus)
 
     def __init__(
         self,

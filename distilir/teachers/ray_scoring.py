@@ -74,8 +74,11 @@ class _TeacherDescription:
     def get_config_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(self._config))
 
-    def score(self, query: str, docs: Sequence[str]) -> list[float]:
+    def score_many(self, queries: Sequence[str], docs: Sequence[Sequence[str]]) -> list[list[float]]:
         raise RayScoringError("the driver holds no model; scores come from the Ray actors")
+
+    def score(self, query: str, docs: Sequence[str]) -> list[float]:
+        return self.score_many([query], [docs])[0]
 
 
 class _TeacherReplica:
@@ -103,11 +106,7 @@ class _TeacherReplica:
     def score(
         self, batch_id: int, queries: list[str], docs: list[list[str]]
     ) -> tuple[int, list[list[float]]]:
-        many = getattr(self.teacher, "score_many", None)
-        if many is not None:
-            results = many(queries, docs)
-        else:
-            results = [self.teacher.score(q, d) for q, d in zip(queries, docs, strict=True)]
+        results = self.teacher.score_many(queries, docs)
         return batch_id, [[float(s) for s in r] for r in results]
 
 

@@ -54,6 +54,10 @@ class SparseTeacher(EmbeddingTeacherMixin, BaseTeacher):
             Runtime only.
     """
 
+    kind = "splade"
+    help = "a SPLADE model (SparseEncoder) hub id, folder or packaged name"
+    example = "splade:splade-tiny"
+    default_target = "splade-tiny"
     score_type = "similarity"
     cache_kind = "sparse"
 

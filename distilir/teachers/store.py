@@ -562,11 +562,7 @@ class TeacherStore:
                 batch = qids[start : start + batch_queries]
                 q_texts = [todo[q][0][0] for q in batch]
                 d_lists = [[text for (_, _, _, text) in todo[q][1]] for q in batch]
-                many = getattr(teacher, "score_many", None)
-                if many is not None:
-                    results = many(q_texts, d_lists)
-                else:
-                    results = [teacher.score(q, d) for q, d in zip(q_texts, d_lists, strict=True)]
+                results = teacher.score_many(q_texts, d_lists)
                 rows = batch_rows(batch, todo, results)
                 try:
                     self._commit(rows)

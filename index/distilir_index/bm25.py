@@ -55,7 +55,7 @@ import numpy as np
 from distilir_index.base import ArtifactDir, BaseIndex, Hit, ManifestError, read_manifest
 from distilir_index.loading import DocumentTable
 
-__all__ = ["BM25Index", "lucene_like_split"]
+__all__ = ["BM25Index", "analyze", "lucene_like_split", "make_analyzer"]
 
 #: Version of our analysis chain, recorded in the manifest; bump when tokens change for the same text.
 TOKENIZER_VERSION = "distilir-bm25-analysis/1"
@@ -76,6 +76,55 @@ def lucene_like_split(text: str) -> list[str]:
         if word:
             out.append(word)
     return out
+
+
+def make_analyzer(
+    *, stemmer: str | None = "porter", stopwords: str | Sequence[str] | None = "en", tokenizer: str = "lucene"
+) -> tuple[Any, list[str]]:
+    """The analysis chain of :class:`BM25Index` (see the module docstring): a ``bm25s`` Tokenizer that
+    lower-cases, splits (``"lucene"``, ``"bm25s"`` or a regular expression), drops the stop words and
+    stems (PyStemmer ``"porter"`` = Lucene's PorterStemFilter by default). Returns it with the stop list.
+    The BM25 teacher of ``distilir`` analyses with this same chain, so ``bm25`` is one function."""
+    import bm25s
+    import Stemmer
+
+    if stemmer is not None and stemmer not in Stemmer.algorithms():
+        raise ValueError(
+            f"unknown stemmer {stemmer!r}; use None or a PyStemmer algorithm, e.g. 'porter' (Lucene's "
+            f"PorterStemFilter) or 'english' (Porter2). Available: {Stemmer.algorithms()}"
+        )
+    if isinstance(stopwords, str):
+        if stopwords not in ("en", "english"):
+            raise ValueError(f"stopwords must be 'en', None or a list of words, got {stopwords!r}")
+        stop_list = list(bm25s.stopwords.STOPWORDS_EN)
+    elif stopwords is None:
+        stop_list = []
+    else:
+        stop_list = [str(w).lower() for w in stopwords]
+    if tokenizer in _TOKENIZERS:
+        splitter: Any = lucene_like_split if tokenizer == "lucene" else _TOKENIZERS[tokenizer]
+    else:
+        try:
+            re.compile(tokenizer)
+        except (re.error, TypeError) as exc:
+            raise ValueError(
+                f"tokenizer must be 'lucene', 'bm25s' or a regular expression, got {tokenizer!r} ({exc})"
+            ) from exc
+        splitter = tokenizer
+    analyzer = bm25s.tokenization.Tokenizer(
+        lower=True,
+        splitter=splitter,
+        stopwords=stop_list,
+        stemmer=Stemmer.Stemmer(stemmer) if stemmer else None,
+    )
+    return analyzer, stop_list
+
+
+def analyze(texts: Sequence[str], **settings: Any) -> list[list[str]]:
+    """Token strings of ``texts`` under :func:`make_analyzer` ``(**settings)`` (an empty list for a
+    text with no indexed token)."""
+    analyzer, _ = make_analyzer(**settings)
+    return [list(t) for t in analyzer.tokenize(list(texts), return_as="string", show_progress=False)]
 
 
 def _auto_progress(n: int, show_progress: bool | None) -> bool:
@@ -121,38 +170,13 @@ class BM25Index(BaseIndex):
         n_threads: int = 0,
         show_progress: bool | None = None,
     ) -> None:
-        import bm25s
-        import Stemmer
-
         if not isinstance(k1, (int, float)) or k1 < 0:
             raise ValueError(f"k1 must be a number >= 0 (pyserini BEIR uses 0.9), got {k1!r}")
         if not isinstance(b, (int, float)) or not 0.0 <= b <= 1.0:
             raise ValueError(f"b must be a number in [0, 1] (pyserini BEIR uses 0.4), got {b!r}")
         if method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-        if stemmer is not None and stemmer not in Stemmer.algorithms():
-            raise ValueError(
-                f"unknown stemmer {stemmer!r}; use None or a PyStemmer algorithm, e.g. 'porter' (Lucene's "
-                f"PorterStemFilter) or 'english' (Porter2). Available: {Stemmer.algorithms()}"
-            )
-        if isinstance(stopwords, str):
-            if stopwords not in ("en", "english"):
-                raise ValueError(f"stopwords must be 'en', None or a list of words, got {stopwords!r}")
-            stop_list = list(bm25s.stopwords.STOPWORDS_EN)
-        elif stopwords is None:
-            stop_list = []
-        else:
-            stop_list = [str(w).lower() for w in stopwords]
-        if tokenizer in _TOKENIZERS:
-            splitter: Any = lucene_like_split if tokenizer == "lucene" else _TOKENIZERS[tokenizer]
-        else:
-            try:
-                re.compile(tokenizer)
-            except (re.error, TypeError) as exc:
-                raise ValueError(
-                    f"tokenizer must be 'lucene', 'bm25s' or a regular expression, got {tokenizer!r} ({exc})"
-                ) from exc
-            splitter = tokenizer
+        self._tok, stop_list = make_analyzer(stemmer=stemmer, stopwords=stopwords, tokenizer=tokenizer)
         if not isinstance(n_threads, int) or n_threads < -1:
             raise ValueError(f"n_threads must be an int >= 0 (or -1 for all cores), got {n_threads!r}")
 
@@ -163,12 +187,6 @@ class BM25Index(BaseIndex):
         self.store_text = bool(store_text)
         self.n_threads = n_threads
         self.show_progress = show_progress
-        self._tok = bm25s.tokenization.Tokenizer(
-            lower=True,
-            splitter=splitter,
-            stopwords=stop_list,
-            stemmer=Stemmer.Stemmer(stemmer) if stemmer else None,
-        )
         self._docs = DocumentTable(store_text=self.store_text)
         self._tokens: list[list[int]] = []
         self._bm25: Any = None

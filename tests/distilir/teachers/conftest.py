@@ -42,9 +42,6 @@ class FakeTeacher(BaseTeacher):
         h = int.from_bytes(sha256(f"{salt}\x00{query}\x00{doc}".encode()).digest()[:8], "big")
         return h / 2**64 * 10 - 5
 
-    def score(self, query: str, docs: list[str]) -> list[float]:
-        return self.score_many([query], [docs])[0]
-
     def score_many(self, queries, docs):
         self.calls += 1
         if self.interrupt_on_call == self.calls:

@@ -44,9 +44,6 @@ SCRIPT = (
         def __init__(self, log_path):
             self.log = open(log_path, "a", buffering=1)
 
-        def score(self, query, docs):
-            return self.score_many([query], [docs])[0]
-
         def score_many(self, queries, docs):
             out = []
             for q, ds in zip(queries, docs):

@@ -1,4 +1,5 @@
-"""BM25Teacher equals bm25s (Lucene variant, same tokenisation) on a real collection, and the formula."""
+"""BM25Teacher equals the BM25 first stage (distilir_index.BM25Index, same analyser) and bm25s on a real
+collection, and the formula."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def test_equals_bm25s_scores_on_cranfield(cranfield):
         bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False
     )
 
-    teacher = BM25Teacher(corpus)
+    teacher = BM25Teacher(corpus, stemmer="english", tokenizer="bm25s")  # bm25s' own analyser
     assert teacher.stats.n_docs == len(corpus)
     rng = np.random.default_rng(0)
     qids = list(queries)[:8]
@@ -48,6 +49,30 @@ def test_equals_bm25s_scores_on_cranfield(cranfield):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)  # bm25s keeps float32
     assert max(max(r) for r in refs) > 5  # real matches, not all zeros
     assert teacher.score(q_texts[0], lists[0]) == ours[0]
+
+
+def test_default_teacher_is_the_bm25_first_stage_function(cranfield):
+    """``bm25`` means one function: the default teacher scores a corpus document exactly as the BM25
+    index of the first stage does (same analyser, same statistics)."""
+    from distilir_index.bm25 import BM25Index
+
+    queries, corpus = cranfield
+    index = BM25Index(show_progress=False)
+    index.add(list(corpus), list(corpus.values()))
+    teacher = BM25Teacher(corpus)
+    assert (
+        (teacher.stats.stemmer, teacher.stats.tokenizer)
+        == (index.stemmer, index.tokenizer)
+        == (
+            "porter",
+            "lucene",
+        )
+    )
+    for qid in list(queries)[:8]:
+        hits = index.search([queries[qid]], k=20)[0]
+        got = teacher.score(queries[qid], [corpus[h.id] for h in hits])
+        np.testing.assert_allclose(got, [h.score for h in hits], rtol=1e-5, atol=1e-5)
+        assert hits[0].score > 5
 
 
 def test_formula_by_hand_and_unseen_documents():

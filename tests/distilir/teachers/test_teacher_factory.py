@@ -8,7 +8,7 @@ import yaml
 import distilir.teachers as teachers
 from distilir.teachers import (
     DEFAULT_OFFLINE_TEACHER,
-    TEACHER_KINDS,
+    TEACHERS,
     BM25Teacher,
     EnsembleTeacher,
     TeacherError,
@@ -70,10 +70,10 @@ def test_errors_are_helpful():
     with pytest.raises(TeacherError) as err:
         build_teacher("colbert:foo")
     msg = str(err.value)
-    assert "colbert" in msg and all(kind in msg for kind in TEACHER_KINDS) and DEFAULT_OFFLINE_TEACHER in msg
+    assert "colbert" in msg and all(kind in msg for kind in TEACHERS) and DEFAULT_OFFLINE_TEACHER in msg
     with pytest.raises(TeacherError, match="needs the corpus"):
         build_teacher("bm25")
-    with pytest.raises(TeacherError, match="needs a model"):
+    with pytest.raises(TeacherError, match="needs a TARGET"):
         build_teacher("cross-encoder")
     with pytest.raises(TeacherError, match="no members"):
         parse_teacher_spec("ensemble:")
@@ -140,7 +140,7 @@ def test_exported_members():
         "DEFAULT_OFFLINE_TEACHER",
         "NORMALIZATIONS",
         "SCORE_TYPES",
-        "TEACHER_KINDS",
+        "TEACHERS",
         "BM25Stats",
         "BM25Teacher",
         "BaseTeacher",

@@ -28,8 +28,8 @@ class FakeLexicalTeacher(BaseTeacher):
     def __init__(self, fn) -> None:
         self.fn = fn
 
-    def score(self, query: str, docs) -> list[float]:
-        return [self.fn(query, d) for d in docs]
+    def score_many(self, queries, docs) -> list[list[float]]:
+        return [[self.fn(q, d) for d in ds] for q, ds in zip(queries, docs, strict=True)]
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"kind": "fake-lexical", "version": 1}
