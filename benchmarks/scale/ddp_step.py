@@ -66,7 +66,7 @@ for qid in sorted(queries)[: args["lists"]]:
     lists.append(TrainingList(qid, queries[qid].text, tuple(docs), tuple(texts),
                               tuple(overlap(queries[qid].text, t) for t in texts)))
 config = TrainConfig.from_dict({
-    "student": {"kind": "bi_encoder", "model": "all-MiniLM-L6-v2", "max_length": args["max_length"]},
+    "student": {"kind": "bi-encoder", "model": "all-MiniLM-L6-v2", "max_length": args["max_length"]},
     "losses": [{"name": "kl"}, {"name": "infonce", "weight": 0.1}],
     "data": {"candidates_per_query": args["candidates"]},
     "optim": {"batch_size": args["batch"], "steps": args["warmup"] + args["steps"], "lr": 2e-5},

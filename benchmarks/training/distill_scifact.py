@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                 "scifact: BM25 (measured)",
                 _evaluate(bm25_run(scifact, "test", test_qids, 1000, work), scifact, "test", test_qids),
             )
-    student_l6 = {"kind": "bi_encoder", "model": "all-MiniLM-L6-v2", "max_length": args.max_length}
+    student_l6 = {"kind": "bi-encoder", "model": "all-MiniLM-L6-v2", "max_length": args.max_length}
     # Score ranges: all-MiniLM-L6-v2 normalises its vectors, so student scores are cosines in [-1, 1],
     # while the teacher's are z-scores spanning several units. KL therefore divides the student's
     # scores by 0.05 (x20, as sentence-transformers' MNRL scale) without the Hinton tau^2 factor, and
@@ -582,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
                 store,
                 "scifact",
                 "train",
-                {"kind": "cross_encoder", "model": "all-MiniLM-L6-v2", "max_length": args.cross_max_length},
+                {"kind": "cross-encoder", "model": "all-MiniLM-L6-v2", "max_length": args.cross_max_length},
                 loss_sets["kl_raw"],
                 args,
                 work,

@@ -7,15 +7,15 @@ sparse and cross-encoder students. See :mod:`distilir.losses.base` for the share
 Configs name losses through :func:`build_loss`::
 
     build_loss("kl", teacher_temperature=2.0)
-    build_loss("weighted_sum", losses=[{"name": "kl", "weight": 1.0},
+    build_loss("weighted-sum", losses=[{"name": "kl", "weight": 1.0},
                                        {"name": "infonce", "weight": 0.1, "temperature": 0.05}])
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
+from distilir_index.registry import Registry
 from torch import nn
 
 from distilir.losses.base import DistillationLoss, LossInputError
@@ -46,51 +46,39 @@ __all__ = [
     "in_batch_positive_index",
 ]
 
-#: Registry of loss names used in configs.
-LOSSES: dict[str, type[DistillationLoss]] = {
-    "margin_mse": MarginMSELoss,
-    "kl": ListwiseKLLoss,
-    "ranknet": RankNetLoss,
-    "listnet": ListNetLoss,
-    "listmle": ListMLELoss,
-    "pld": PLDLoss,
-    "taid": TAIDLoss,
-    "infonce": InfoNCELoss,
-}
+#: Losses by the name a config gives (case and ``-`` / ``_`` do not matter): name -> class. Each class
+#: has ``name`` (its key here), ``help``, ``citation`` and ``from_spec(**kwargs)``.
+LOSSES = Registry(
+    "loss",
+    {
+        cls.name: cls
+        for cls in (
+            MarginMSELoss,
+            ListwiseKLLoss,
+            RankNetLoss,
+            ListNetLoss,
+            ListMLELoss,
+            PLDLoss,
+            TAIDLoss,
+            InfoNCELoss,
+            WeightedSum,
+        )
+    },
+    error=ValueError,
+)
 
 
 def build_loss(name: str, **kwargs: Any) -> nn.Module:
     """Build a loss from its registry name and keyword arguments.
 
-    ``name`` is one of ``LOSSES`` (case and ``-`` / ``_`` do not matter), or ``"weighted_sum"`` with
+    ``name`` is one of ``LOSSES`` (case and ``-`` / ``_`` do not matter), e.g. ``"weighted-sum"`` with
     ``losses=[{"name": ..., "weight": ..., "inputs": {...} (optional), **loss_kwargs}, ...]`` (the
     format ``WeightedSum.get_config_dict()`` writes, so a saved config rebuilds the same loss).
     """
     if not isinstance(name, str):
         raise TypeError(f"loss name must be a string, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_")
-    if key == "weighted_sum":
-        entries = kwargs.pop("losses", None)
-        if kwargs:
-            raise TypeError(f"weighted_sum takes only `losses`, got also {sorted(kwargs)}")
-        if not entries:
-            raise ValueError(
-                "weighted_sum needs losses=[{'name': 'kl', 'weight': 1.0}, "
-                "{'name': 'infonce', 'weight': 0.1}, ...]"
-            )
-        parts = []
-        for k, entry in enumerate(entries):
-            if not isinstance(entry, Mapping) or "name" not in entry:
-                raise ValueError(f"weighted_sum entry {k} must be a mapping with a 'name', got {entry!r}")
-            entry = dict(entry)
-            sub_name = entry.pop("name")
-            weight = entry.pop("weight", 1.0)
-            inputs = entry.pop("inputs", None)
-            parts.append((build_loss(sub_name, **entry), weight, inputs))
-        return WeightedSum(parts)
-    if key not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; valid names are {sorted(LOSSES)} and 'weighted_sum'.")
+    cls = LOSSES.get(name)
     try:
-        return LOSSES[key](**kwargs)
+        return cls.from_spec(**kwargs)
     except TypeError as exc:
-        raise TypeError(f"cannot build loss {key!r} with arguments {sorted(kwargs)}: {exc}") from exc
+        raise TypeError(f"cannot build loss {cls.name!r} with arguments {sorted(kwargs)}: {exc}") from exc

@@ -49,9 +49,22 @@ class DistillationLoss(nn.Module):
     """
 
     name: ClassVar[str] = "loss"
+    help: ClassVar[str] = ""
     citation: ClassVar[str] = ""
     input_names: ClassVar[tuple[str, ...]] = ("student_scores", "teacher_scores", "mask")
     required_inputs: ClassVar[tuple[str, ...]] = ("student_scores", "teacher_scores")
+    #: forward argument -> batch key it is read from by default (InfoNCE: scores <- in_batch_scores)
+    default_input_map: ClassVar[Mapping[str, str]] = {}
+    #: whether the loss reads the in-batch score matrix (then distributed training gathers documents)
+    uses_in_batch: ClassVar[bool] = False
+
+    @classmethod
+    def from_spec(cls, **kwargs: Any) -> DistillationLoss:
+        """Build from the keyword arguments of a config entry (``build_loss(name, **kwargs)``)."""
+        return cls(**kwargs)
+
+    def set_progress(self, step: int, total_steps: int) -> None:
+        """Hook called before every optimiser step (TAID moves its interpolation); no-op by default."""
 
     def get_config_dict(self) -> dict[str, Any]:  # pragma: no cover - every subclass overrides
         return {}
@@ -69,10 +82,10 @@ class DistillationLoss(nn.Module):
 
 
 def loss_input_names(loss: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(all input names, required input names) of a loss module: declared ones, else its forward signature."""
-    names = getattr(loss, "input_names", None)
-    if names is not None:
-        return tuple(names), tuple(getattr(loss, "required_inputs", names))
+    """(all input names, required input names) of a loss module: those a :class:`DistillationLoss`
+    declares, else (a user's plain ``nn.Module``) its forward signature."""
+    if isinstance(loss, DistillationLoss):
+        return tuple(loss.input_names), tuple(loss.required_inputs)
     params = [
         p
         for p in inspect.signature(loss.forward).parameters.values()

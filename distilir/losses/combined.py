@@ -7,12 +7,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from distilir.losses.base import LossInputError, call_with_inputs, loss_input_names
+from distilir.losses.base import DistillationLoss, LossInputError, call_with_inputs, loss_input_names
 
 __all__ = ["WeightedSum"]
 
 
-class WeightedSum(nn.Module):
+class WeightedSum(DistillationLoss):
     r""":math:`\mathcal{L} = \sum_k w_k \mathcal{L}_k`, each sub-loss fed the inputs it needs.
 
     The forward takes one batch of named inputs as keyword arguments, e.g. the keys of
@@ -28,7 +28,7 @@ class WeightedSum(nn.Module):
     from the batch keep their defaults; a missing required input raises an error naming it.
 
     After each forward, ``last_components`` holds the unweighted value of every sub-loss (floats,
-    detached) for logging. :meth:`set_progress` is passed on to sub-losses that have it (TAID).
+    detached) for logging. :meth:`set_progress` is passed on to the sub-losses (TAID uses it).
 
     Args:
         losses: ``(loss, weight)`` or ``(loss, weight, input_map)`` entries; weights must be finite and >= 0.
@@ -45,6 +45,32 @@ class WeightedSum(nn.Module):
             out = student.forward_scores(queries, docs)
             loss = loss_fn(**out.loss_inputs(teacher_scores))
     """
+
+    name = "weighted-sum"
+    help = "a weighted sum of losses: losses=[{name, weight, inputs (optional), **arguments}, ...]"
+
+    @classmethod
+    def from_spec(cls, **kwargs: Any) -> WeightedSum:
+        """From the entries :meth:`get_config_dict` writes: ``losses=[{"name": ..., "weight": ...,
+        "inputs": {...} (optional), **loss_kwargs}, ...]`` (each sub-loss built by ``build_loss``)."""
+        from distilir.losses import build_loss
+
+        entries = kwargs.pop("losses", None)
+        if kwargs:
+            raise TypeError(f"weighted-sum takes only `losses`, got also {sorted(kwargs)}")
+        if not entries:
+            raise ValueError(
+                "weighted-sum needs losses=[{'name': 'kl', 'weight': 1.0}, "
+                "{'name': 'infonce', 'weight': 0.1}, ...]"
+            )
+        parts = []
+        for k, entry in enumerate(entries):
+            if not isinstance(entry, Mapping) or "name" not in entry:
+                raise ValueError(f"weighted-sum entry {k} must be a mapping with a 'name', got {entry!r}")
+            entry = dict(entry)
+            name, weight, inputs = entry.pop("name"), entry.pop("weight", 1.0), entry.pop("inputs", None)
+            parts.append((build_loss(name, **entry), weight, inputs))
+        return cls(parts)
 
     def __init__(self, losses: Sequence[tuple[Any, ...]]) -> None:
         super().__init__()
@@ -70,7 +96,7 @@ class WeightedSum(nn.Module):
             if not (weight >= 0 and weight != float("inf")):
                 raise ValueError(f"WeightedSum entry {k}: weight must be finite and >= 0, got {weight}")
             if input_map is None:
-                input_map = dict(getattr(loss, "default_input_map", None) or {})
+                input_map = dict(_default_map(loss))
             arg_names, _ = loss_input_names(loss)
             unknown = set(input_map) - set(arg_names)
             if unknown:
@@ -78,7 +104,7 @@ class WeightedSum(nn.Module):
                     f"WeightedSum entry {k}: {type(loss).__name__} has no input(s) {sorted(unknown)}; "
                     f"its inputs are {list(arg_names)}"
                 )
-            base = getattr(loss, "name", type(loss).__name__)
+            base = _name(loss)
             name = base if base not in names else f"{base}_{k}"
             modules.append(loss)
             weights.append(weight)
@@ -112,22 +138,37 @@ class WeightedSum(nn.Module):
 
     def set_progress(self, step: int, total_steps: int) -> None:
         for loss in self.losses:
-            if hasattr(loss, "set_progress"):
+            if isinstance(loss, DistillationLoss):
                 loss.set_progress(step, total_steps)
 
     def get_config_dict(self) -> dict[str, Any]:
         entries = []
         for _, loss, weight, input_map in self._entries():
-            config = loss.get_config_dict() if hasattr(loss, "get_config_dict") else {}
-            entry = {"name": getattr(loss, "name", type(loss).__name__), "weight": weight, **config}
-            if input_map and input_map != dict(getattr(loss, "default_input_map", None) or {}):
+            config = loss.get_config_dict() if isinstance(loss, DistillationLoss) else {}
+            entry = {"name": _name(loss), "weight": weight, **config}
+            if input_map and input_map != dict(_default_map(loss)):
                 entry["inputs"] = dict(input_map)
             entries.append(entry)
         return {"losses": entries}
 
     @property
     def citation(self) -> str:
-        return "\n".join(c for c in (getattr(loss, "citation", "") for loss in self.losses) if c)
+        return "\n".join(
+            loss.citation for loss in self.losses if isinstance(loss, DistillationLoss) and loss.citation
+        )
+
+    @property
+    def uses_in_batch(self) -> bool:  # type: ignore[override]
+        return any(isinstance(loss, DistillationLoss) and loss.uses_in_batch for loss in self.losses)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{n}*{w:g}" for n, w in zip(self.names, self.weights, strict=True))
+
+
+def _name(loss: nn.Module) -> str:
+    """A sub-loss's name: the registry name of a DistillationLoss, else (a user's module) its class."""
+    return loss.name if isinstance(loss, DistillationLoss) else type(loss).__name__
+
+
+def _default_map(loss: nn.Module) -> Mapping[str, str]:
+    return loss.default_input_map if isinstance(loss, DistillationLoss) else {}

@@ -96,6 +96,7 @@ class InfoNCELoss(DistillationLoss):
     required_inputs = ("scores", "positive_idx")
     #: Keys of a WeightedSum batch this loss reads by default (forward argument -> batch key).
     default_input_map = {"scores": "in_batch_scores", "positive_idx": "positive_idx", "mask": "in_batch_mask"}
+    uses_in_batch = True
 
     def __init__(self, temperature: float = 0.05, gather_documents: GatherFn | None = None) -> None:
         super().__init__()

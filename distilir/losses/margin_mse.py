@@ -58,7 +58,7 @@ class MarginMSELoss(DistillationLoss):
             loss.backward()
     """
 
-    name = "margin_mse"
+    name = "margin-mse"
     citation = """@article{hofstatter2020improving,
     title={Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation},
     author={Hofst{\\"a}tter, Sebastian and Althammer, Sophia and Schr{\\"o}der, Michael

@@ -114,6 +114,14 @@ class TAIDLoss(DistillationLoss):
         self.register_buffer("prev_loss", torch.tensor(float("nan"), dtype=torch.float64))
         self._last_loss: float | None = None
 
+    def get_extra_state(self) -> dict[str, Any]:
+        """The last loss value the adaptive schedule reads at the next :meth:`set_progress`: kept in
+        ``state_dict`` so a resumed run continues the same schedule."""
+        return {"last_loss": self._last_loss}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self._last_loss = state.get("last_loss")
+
     def get_config_dict(self) -> dict[str, Any]:
         return {
             "t_start": self.t_start,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from distilir_index.registry import Registry
+
 from distilir.students.base import (
     BaseStudent,
     EncoderStudent,
@@ -51,30 +53,32 @@ __all__ = [
     "resolve_student_model",
 ]
 
-#: Student classes by the ``kind`` a config names.
-STUDENTS: dict[str, type[BaseStudent]] = {
-    "bi_encoder": BiEncoderStudent,
-    "splade": SpladeStudent,
-    "cross_encoder": CrossEncoderStudent,
-}
+#: Student classes by the ``kind`` a config names (``bi-encoder``, ``splade``, ``cross-encoder``; case
+#: and ``-`` / ``_`` do not matter, so manifests that say ``bi_encoder`` still load).
+STUDENTS = Registry(
+    "student",
+    {cls.kind: cls for cls in (BiEncoderStudent, SpladeStudent, CrossEncoderStudent)},
+    error=StudentError,
+)
 
 
 def build_student(kind: str, **kwargs: Any) -> BaseStudent:
-    """Build a student from its ``kind`` (``bi_encoder``, ``splade``, ``cross_encoder``) and arguments."""
-    if kind not in STUDENTS:
-        raise StudentError(f"unknown student kind {kind!r}; valid kinds are {sorted(STUDENTS)}")
+    """Build a student from its ``kind`` (``bi-encoder``, ``splade``, ``cross-encoder``) and arguments."""
+    cls = STUDENTS.get(kind)
     try:
-        return STUDENTS[kind](**kwargs)
+        return cls(**kwargs)
     except TypeError as exc:
-        raise StudentError(f"cannot build a {kind!r} student with arguments {sorted(kwargs)}: {exc}") from exc
+        raise StudentError(
+            f"cannot build a {cls.kind!r} student with arguments {sorted(kwargs)}: {exc}"
+        ) from exc
 
 
 def load_student(path: str | os.PathLike[str], **overrides: Any) -> BaseStudent:
     """Load a student saved by ``student.save(path)``, whatever its kind."""
     manifest = read_student_manifest(path)
     kind = manifest.get("kind")
-    if kind not in STUDENTS:
+    if not isinstance(kind, str) or kind not in STUDENTS:
         raise StudentError(
-            f"{path}: unknown student kind {kind!r} in manifest.json; valid kinds are {sorted(STUDENTS)}"
+            f"{path}: unknown student kind {kind!r} in manifest.json; valid kinds are {STUDENTS.kinds()}"
         )
-    return STUDENTS[kind].load(path, **overrides)
+    return STUDENTS.get(kind).load(path, **overrides)

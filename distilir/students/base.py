@@ -13,7 +13,7 @@ students also encode texts on their own (:class:`EncoderStudent`); a cross-encod
 On disk a student is the folder of its underlying sentence-transformers model (loadable by
 sentence-transformers itself, e.g. to build an index) plus ``manifest.json``::
 
-    {"format": "distilir-student/1", "kind": "bi_encoder" | "splade" | "cross_encoder",
+    {"format": "distilir-student/1", "kind": "bi-encoder" | "splade" | "cross-encoder",
      "config": {...get_config_dict()...}, "producer": {"name": "distilir", "version": str, "python": str},
      "created": ISO-8601 UTC}
 """
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
+from distilir_index.registry import normalize_kind
 from torch import Tensor, nn
 
 __all__ = [
@@ -56,9 +57,20 @@ class StudentError(ValueError):
 
 @runtime_checkable
 class Student(Protocol):
-    """What the trainer needs from any student."""
+    """What the trainer needs from any student (an ``nn.Module``; :class:`BaseStudent` gives the hooks
+    their no-op defaults)."""
 
     kind: str
+
+    def forward_scores(
+        self, queries: Sequence[str], docs_lists: Sequence[Sequence[str]], mask: Tensor | None = None
+    ) -> StudentOutput: ...
+
+    def set_progress(self, step: int) -> Any: ...
+
+    def new_parameters(self) -> list[nn.Parameter]: ...
+
+    def log_values(self) -> dict[str, Any]: ...
 
     def score(
         self, queries: Sequence[str], docs_lists: Sequence[Sequence[str]], mask: Tensor | None = None
@@ -249,12 +261,37 @@ def _fsync_tree(root: Path) -> None:
 class BaseStudent(nn.Module):
     """Common machinery: device, ``score``, atomic ``save`` and ``load``.
 
-    Subclasses set ``kind``, hold their sentence-transformers model in ``self.model``, and implement
-    ``forward_scores`` and ``get_config_dict`` (whose keys are the constructor's keyword arguments).
+    Subclasses set ``kind`` (the registry name, :data:`distilir.students.STUDENTS`), ``help`` and
+    ``loads_with`` (the sentence-transformers class that opens the saved folder), hold their model in
+    ``self.model``, and implement ``forward_scores`` and ``get_config_dict`` (whose keys are the
+    constructor's keyword arguments). The training hooks below have no-op defaults.
     """
 
     kind: ClassVar[str] = "student"
+    help: ClassVar[str] = ""
+    loads_with: ClassVar[str] = ""
     model: nn.Module
+    #: Distributed training hook, set by the trainer (``DistributedContext.gather_in_batch``) when a
+    #: loss reads the in-batch matrix; students without one ignore it.
+    in_batch_gather: Any = None
+
+    @classmethod
+    def training_kwargs(cls, *, flops: Any = None, seed: int | None = None) -> dict[str, Any]:
+        """Constructor arguments this kind takes from the run rather than from ``student.params``:
+        SPLADE the FLOPS weights of ``flops`` (a ``FlopsConfig``), a cross-encoder the seed of its new
+        head. None by default."""
+        return {}
+
+    def set_progress(self, step: int) -> Any:
+        """Called with the optimiser step before each step (SPLADE: the FLOPS warm-up); no-op."""
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """Parameters initialised from scratch when the student was built (a new head): none."""
+        return []
+
+    def log_values(self) -> dict[str, Any]:
+        """Values recorded in each step of the training history (SPLADE: the FLOPS weights): none."""
+        return {}
 
     @property
     def device(self) -> torch.device:
@@ -321,7 +358,7 @@ class BaseStudent(nn.Module):
     def load(cls, path: str | os.PathLike[str], **overrides: Any) -> BaseStudent:
         """Load a student saved by :meth:`save` (``overrides`` replace saved constructor arguments)."""
         manifest = read_student_manifest(path)
-        if manifest.get("kind") != cls.kind:
+        if normalize_kind(str(manifest.get("kind"))) != cls.kind:
             raise StudentError(
                 f"{path} holds a {manifest.get('kind')!r} student, not a {cls.kind!r} one; use "
                 "distilir.students.load_student(path), which picks the right class."

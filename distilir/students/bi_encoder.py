@@ -43,7 +43,9 @@ class BiEncoderStudent(EmbeddingStudent):
             loss = loss_fn(**out.loss_inputs(teacher_scores))
     """
 
-    kind = "bi_encoder"
+    kind = "bi-encoder"
+    help = "dense: similarity of pooled query and document vectors, over a SentenceTransformer"
+    loads_with = "SentenceTransformer"
 
     def __init__(
         self,

@@ -32,7 +32,13 @@ class CrossEncoderStudent(BaseStudent):
         device: torch device to load the model on.
     """
 
-    kind = "cross_encoder"
+    kind = "cross-encoder"
+    help = "scores each (query, document) pair: a sentence-transformers CrossEncoder with one logit"
+    loads_with = "CrossEncoder"
+
+    @classmethod
+    def training_kwargs(cls, *, flops: Any = None, seed: int | None = None) -> dict[str, Any]:
+        return {} if seed is None else {"seed": seed}
 
     def __init__(
         self,

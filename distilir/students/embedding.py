@@ -31,11 +31,10 @@ class EmbeddingStudent(BaseStudent):
 
     query_prompt: str | None
     document_prompt: str | None
-    #: Distributed training hook, set by the trainer (``DistributedContext.gather_in_batch``): maps this
-    #: process's document embeddings [M, D] and texts to those of all processes (embeddings keeping
-    #: gradients), plus the offset of this process's documents, so that the in-batch matrix holds every
-    #: process's documents as negatives. None: the local batch only.
-    in_batch_gather: Any = None
+    #: ``in_batch_gather`` (see BaseStudent), here: maps this process's document embeddings [M, D] and
+    #: texts to those of all processes (embeddings keeping gradients), plus the offset of this
+    #: process's documents, so that the in-batch matrix holds every process's documents as negatives.
+    #: None: the local batch only.
 
     def _setup_prompts(self, query_prompt: str | None, document_prompt: str | None) -> None:
         self._explicit_prompts = (query_prompt, document_prompt)

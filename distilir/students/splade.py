@@ -52,6 +52,18 @@ class SpladeStudent(EmbeddingStudent):
     """
 
     kind = "splade"
+    help = "learned sparse (SPLADE) over a sentence-transformers SparseEncoder, with the FLOPS regulariser"
+    loads_with = "SparseEncoder"
+
+    @classmethod
+    def training_kwargs(cls, *, flops: Any = None, seed: int | None = None) -> dict[str, Any]:
+        if flops is None:
+            return {}
+        return {
+            "flops_query": flops.query_weight,
+            "flops_doc": flops.document_weight,
+            "flops_warmup_steps": flops.warmup_steps,
+        }
 
     def __init__(
         self,
@@ -114,6 +126,9 @@ class SpladeStudent(EmbeddingStudent):
     @property
     def flops_weights(self) -> tuple[float, float]:
         return self.schedule.weights_at(self.step)
+
+    def log_values(self) -> dict[str, Any]:
+        return {"flops_weights": list(self.flops_weights)}
 
     def _regularize(self, query_emb: Tensor, doc_emb: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         terms = {"flops_query": flops(query_emb), "flops_doc": flops(doc_emb)}

@@ -1,24 +1,25 @@
 """The trainer's view of a student: build one from the config, run it on a batch, reach its weights.
 
 Kept in one place so that the trainer depends on the student contract of :mod:`distilir.students`
-in exactly these few functions::
+(:class:`~distilir.students.Student`) in exactly these few functions::
 
     student.forward_scores(queries, docs_lists, mask) -> StudentOutput   # .scores [B, N], .loss_inputs(t),
                                                          # .regularization {flops_query, flops_doc}
+    student.set_progress(step); student.new_parameters(); student.log_values()
     student.save(path); student.get_config_dict(); student.parameters() / state_dict()
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from distilir.students.base import StudentOutput
 from distilir.training.config import FlopsConfig, StudentConfig
 
-__all__ = ["StepOutput", "build_student", "run_student", "student_module"]
+__all__ = ["build_student", "run_student", "student_module"]
 
 
 def build_student(
@@ -28,67 +29,39 @@ def build_student(
     seed: int | None = None,
     device: str | torch.device | None = None,
 ) -> Any:
-    """Instantiate the student of ``config.kind`` (``distilir.students.build_student``) with its model,
-    max length and params; a SPLADE student gets the FLOPS weights and warm-up of ``flops``, a
-    cross-encoder the run's seed for its new head (unless ``params`` sets one)."""
+    """Instantiate the student of ``config.kind`` (``distilir.students.STUDENTS``) with its model, max
+    length and params, plus what its class takes from the run (``training_kwargs``: SPLADE the FLOPS
+    weights and warm-up of ``flops``, a cross-encoder the run's seed for its new head); ``params``
+    win over both."""
+    from distilir.students import STUDENTS
     from distilir.students import build_student as build
 
-    kwargs: dict[str, Any] = dict(config.params)
+    kwargs: dict[str, Any] = {**STUDENTS.get(config.kind).training_kwargs(flops=flops, seed=seed)}
+    kwargs.update(config.params)
     kwargs["model"] = config.model
     if config.max_length is not None:
         kwargs.setdefault("max_length", config.max_length)
     if device is not None:
         kwargs.setdefault("device", str(device))
-    if config.kind == "splade" and flops is not None:
-        kwargs.update(
-            flops_query=flops.query_weight,
-            flops_doc=flops.document_weight,
-            flops_warmup_steps=flops.warmup_steps,
-        )
-    if config.kind == "cross_encoder" and seed is not None:
-        kwargs.setdefault("seed", seed)
     return build(config.kind, **kwargs)
 
 
 def student_module(student: Any) -> nn.Module:
-    """The torch module holding the student's trainable weights."""
-    if isinstance(student, nn.Module):
-        return student
-    for attr in ("module", "model"):
-        inner = getattr(student, attr, None)
-        if isinstance(inner, nn.Module):
-            return inner
-    raise TypeError(
-        f"{type(student).__name__} exposes no torch module (expected an nn.Module, or a .model "
-        "attribute holding one)."
-    )
-
-
-@dataclass
-class StepOutput:
-    """What one forward pass of the student gives the loss."""
-
-    scores: Tensor  # [B, N]
-    loss_inputs: dict[str, Any]
-    regularization: dict[str, Tensor] = field(
-        default_factory=dict
-    )  # unweighted (SPLADE: flops_query, flops_doc)
-    regularization_loss: Tensor | None = None  # weighted at the student's schedule step; added to the loss
+    """The torch module holding the student's trainable weights: the student itself."""
+    if not isinstance(student, nn.Module):
+        raise TypeError(
+            f"{type(student).__name__} is not a torch.nn.Module; students follow the "
+            "distilir.students.Student protocol (subclass distilir.students.BaseStudent)."
+        )
+    return student
 
 
 def run_student(
     student: Any, queries: list[str], docs: list[list[str]], teacher_scores: Tensor, mask: Tensor
-) -> StepOutput:
+) -> tuple[StudentOutput, dict[str, Any]]:
     """One forward pass with gradients (``student.forward_scores``, see :mod:`distilir.students.base`);
-    returns the scores, the keyword inputs of the loss and the unweighted regularisers."""
-    forward = getattr(student, "forward_scores", None)
-    if not callable(forward):
-        raise TypeError(
-            f"{type(student).__name__} has no forward_scores(queries, docs_lists, mask); students must "
-            "follow "
-            "the distilir.students.Student protocol."
-        )
-    out = forward(queries, docs, mask)
+    returns the student's output and the keyword inputs of the loss."""
+    out = student.forward_scores(queries, docs, mask)
     scores = out.scores
     if not isinstance(scores, Tensor) or scores.shape != teacher_scores.shape:
         raise ValueError(
@@ -99,9 +72,4 @@ def run_student(
     inputs = dict(out.loss_inputs(teacher_scores.to(scores.device)))
     if inputs.get("mask") is None:
         inputs["mask"] = mask.to(scores.device)
-    return StepOutput(
-        scores,
-        inputs,
-        dict(getattr(out, "regularization", None) or {}),
-        getattr(out, "regularization_loss", None),
-    )
+    return out, inputs

@@ -4,7 +4,7 @@ overridable field by field from the command line.
 YAML layout (every key optional except where noted; defaults in the dataclasses below)::
 
     student:
-      kind: bi_encoder            # bi_encoder | splade | cross_encoder
+      kind: bi-encoder            # bi-encoder | splade | cross-encoder
       model: all-MiniLM-L6-v2     # packaged name, local folder or hub id
       max_length: 128
       params: {}                  # extra keyword arguments of the student class
@@ -85,10 +85,6 @@ __all__ = [
 
 CONFIG_FILE = "config.yaml"
 
-STUDENT_KINDS = ("bi_encoder", "splade", "cross_encoder")
-#: Loss names documented by distilir.losses.build_loss; the registry itself is checked when it exists.
-KNOWN_LOSSES = ("margin_mse", "kl", "ranknet", "listnet", "listmle", "pld", "taid", "infonce")
-
 
 class ConfigError(ValueError):
     """A training config that cannot be used; the message names the field, the value and the fix."""
@@ -106,22 +102,26 @@ class StudentConfig:
     """The model being trained.
 
     Args:
-        kind: ``bi_encoder`` (dense, dot/cosine of mean-pooled vectors), ``splade`` (sparse lexical
-            vectors with a FLOPS regulariser) or ``cross_encoder`` (scores each query-document pair).
+        kind: a kind of ``distilir.students.STUDENTS``: ``bi-encoder`` (dense, dot/cosine of pooled
+            vectors), ``splade`` (sparse lexical vectors with a FLOPS regulariser) or ``cross-encoder``
+            (scores each query-document pair); ``bi_encoder`` etc. are read as the same kind.
         model: packaged name (``all-MiniLM-L6-v2``, ``paraphrase-MiniLM-L3-v2``, ``splade-tiny``),
             local folder or hub id.
         max_length: truncation in tokens of queries and documents (None: the model's own setting).
         params: extra keyword arguments given to the student class (e.g. ``similarity: cosine``).
     """
 
-    kind: str = "bi_encoder"
+    kind: str = "bi-encoder"
     model: str = "all-MiniLM-L6-v2"
     max_length: int | None = 128
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in STUDENT_KINDS:
-            raise _fail("student.kind", f"one of {', '.join(STUDENT_KINDS)}", self.kind)
+        from distilir.students import STUDENTS
+
+        if not isinstance(self.kind, str) or self.kind not in STUDENTS:
+            raise _fail("student.kind", f"one of {', '.join(STUDENTS.kinds())}", self.kind)
+        self.kind = STUDENTS.normalize(self.kind)
         if not isinstance(self.model, str) or not self.model.strip():
             raise _fail("student.model", "a model name, folder or hub id", self.model)
         if self.max_length is not None and self.max_length <= 0:
@@ -142,9 +142,11 @@ class LossSpec:
     inputs: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        names = _loss_names()
-        if self.name not in names:
-            raise _fail("losses[].name", f"one of {', '.join(names)}", self.name)
+        from distilir.losses import LOSSES
+
+        if not isinstance(self.name, str) or self.name not in LOSSES:
+            raise _fail("losses[].name", f"one of {', '.join(LOSSES.kinds())}", self.name)
+        self.name = LOSSES.normalize(self.name)
         if not math.isfinite(self.weight) or self.weight <= 0:
             raise _fail(
                 f"losses[{self.name}].weight",
@@ -724,19 +726,3 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             return str(value)
         raise _fail(path, "a string", value)
     return value
-
-
-def _loss_names() -> tuple[str, ...]:
-    """Names of the loss registry when distilir.losses exposes one, else the documented list."""
-    try:
-        from distilir import losses
-    except ImportError:  # pragma: no cover - the package is part of the distribution
-        return KNOWN_LOSSES
-    for attr in ("LOSSES", "LOSS_REGISTRY", "REGISTRY"):
-        registry = getattr(losses, attr, None)
-        if isinstance(registry, Mapping) and registry:
-            return tuple(registry)
-    fn = getattr(losses, "available_losses", None)
-    if callable(fn):
-        return tuple(fn())
-    return KNOWN_LOSSES

@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from distilir_index.registry import normalize_kind
 from tqdm.auto import tqdm
 
+from distilir.students.base import EncoderStudent
 from distilir.training._student import student_module
 from distilir.training.checkpoint import capture_rng_state, restore_rng_state
 from distilir.training.config import EvalConfig
@@ -53,7 +55,11 @@ class DevEvaluator:
     ) -> None:
         if config.dataset is None:
             raise ValueError("DevEvaluator needs eval.dataset; set it, or leave evaluation off.")
-        if config.mode == "retrieve" and student_kind == "cross_encoder":
+        if (
+            config.mode == "retrieve"
+            and student_kind is not None
+            and normalize_kind(student_kind) == "cross-encoder"
+        ):
             raise ValueError(
                 "eval.mode 'retrieve' needs vectors, which a cross-encoder student does not produce; "
                 "use eval.mode: rerank for cross-encoders."
@@ -65,6 +71,7 @@ class DevEvaluator:
         self.training_queries = frozenset(training_queries)
         if config.exclude_training_queries and not self.training_queries:
             raise ValueError("eval.exclude_training_queries is set but no training query ids were given")
+        self.measures: list[str] | None = None  # set by _setup (the metric, RR@10, R@k)
         self._ready = False
 
     # ------------------------------------------------------------------ setup
@@ -176,7 +183,7 @@ class DevEvaluator:
             "dataset": cfg.dataset,
             "split": cfg.split,
             "mode": cfg.mode,
-            "measures": getattr(self, "measures", None),
+            "measures": self.measures,
             "queries": len(self.qids) if self._ready else None,
             "excluded_training_queries": cfg.exclude_training_queries,
         }
@@ -237,13 +244,13 @@ def encode_texts(
     ``batch_size`` texts per forward pass of the student's own ``encode_queries`` / ``encode_documents``
     (the same forward pass it trains with). Call under ``torch.no_grad()``."""
     texts = list(texts)
-    encode = getattr(student, "encode_queries" if role == "query" else "encode_documents", None)
-    if not callable(encode):
+    if not isinstance(student, EncoderStudent):
         raise ValueError(
             f"{type(student).__name__} cannot encode texts on its own (no encode_queries / "
             "encode_documents); "
             "evaluate it with eval.mode: rerank."
         )
+    encode = student.encode_queries if role == "query" else student.encode_documents
     parts = []
     for start in tqdm(
         range(0, len(texts), batch_size), desc=f"eval encode {role}s", disable=not progress, leave=False

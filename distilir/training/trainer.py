@@ -51,6 +51,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from distilir.losses import InfoNCELoss, WeightedSum
 from distilir.training._student import build_student, run_student, student_module
 from distilir.training.checkpoint import (
     CheckpointError,
@@ -182,7 +183,7 @@ class Trainer:
         self.module = student_module(self.student)
         self.module.to(self.device)
         self.loss_fn = self._build_loss().to(self.device)
-        if self.dist.enabled and self._uses_in_batch() and hasattr(self.student, "in_batch_gather"):
+        if self.dist.enabled and self.loss_fn.uses_in_batch:
             self.student.in_batch_gather = self.dist.gather_in_batch  # negatives of every process
         # What the loop calls forward_scores on: the student, or under torchrun the student in DDP.
         self.forward = self.dist.wrap(self.student, self.module)
@@ -274,7 +275,7 @@ class Trainer:
             "lists_fingerprint": lists_fingerprint(self.lists),
         }
 
-    def _build_loss(self) -> torch.nn.Module:
+    def _build_loss(self) -> WeightedSum:
         from distilir.losses import build_loss
 
         entries = []
@@ -283,22 +284,12 @@ class Trainer:
             if spec.inputs:
                 entry["inputs"] = dict(spec.inputs)
             entries.append(entry)
-        loss = build_loss("weighted_sum", losses=entries)
+        loss = build_loss("weighted-sum", losses=entries)
         if self.dist.enabled:
-            for part in getattr(loss, "losses", []):
-                if hasattr(part, "gather_documents"):
+            for part in loss.losses:
+                if isinstance(part, InfoNCELoss):
                     part.gather_documents = self.dist.gather_documents
         return loss
-
-    def _uses_in_batch(self) -> bool:
-        """Whether a loss term reads the in-batch score matrix (InfoNCE)."""
-        from distilir.losses.base import loss_input_names
-
-        for part in getattr(self.loss_fn, "losses", []):
-            names = set(loss_input_names(part)[0]) | set(getattr(part, "default_input_map", {}).values())
-            if "in_batch_scores" in names or hasattr(part, "gather_documents"):
-                return True
-        return False
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         """AdamW; no weight decay on biases and LayerNorm weights (BERT's recipe, as HF Trainer does);
@@ -306,7 +297,7 @@ class Trainer:
         optim = self.config.optim
         new_ids: set[int] = set()
         if optim.head_lr is not None:
-            new_ids = {id(p) for p in getattr(self.student, "new_parameters", list)()}
+            new_ids = {id(p) for p in self.student.new_parameters()}
             if not new_ids:
                 raise ConfigError(
                     f"optim.head_lr is set ({optim.head_lr}) but the student "
@@ -403,11 +394,8 @@ class Trainer:
     def _train_step(self) -> dict[str, Any]:
         cfg, optim = self.config, self.config.optim
         step = self.step
-        if hasattr(self.loss_fn, "set_progress"):
-            self.loss_fn.set_progress(step, self.total_steps)
-        set_student_step = getattr(self.student, "set_progress", None)
-        if callable(set_student_step):  # SPLADE: the FLOPS weights' warm-up
-            set_student_step(step)
+        self.loss_fn.set_progress(step, self.total_steps)
+        self.student.set_progress(step)  # SPLADE: the FLOPS weights' warm-up
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         components: dict[str, float] = {}
@@ -428,15 +416,15 @@ class Trainer:
             batch = collate(rows, cfg.data.candidates_per_query)
             # Under DDP only the last micro-batch of a step all-reduces the gradients.
             with self.dist.no_sync(self.forward, sync=micro == optim.grad_accumulation - 1):
-                out = run_student(
+                out, loss_inputs = run_student(
                     self.forward,
                     batch.queries,
                     batch.docs,
                     batch.teacher_scores.to(self.device) * cfg.data.teacher_scale,
                     batch.mask.to(self.device),
                 )
-                loss = self.loss_fn(**out.loss_inputs)
-                for name, value in getattr(self.loss_fn, "last_components", {}).items():
+                loss = self.loss_fn(**loss_inputs)
+                for name, value in self.loss_fn.last_components.items():
                     components[name] = components.get(name, 0.0) + value / optim.grad_accumulation
                 if out.regularization_loss is not None:
                     loss = loss + out.regularization_loss
@@ -471,8 +459,7 @@ class Trainer:
             "epoch": round(epoch_at_start, 6),
             "components": {k: self.dist.mean(v) for k, v in components.items()},
         }
-        if hasattr(self.student, "flops_weights"):
-            record["flops_weights"] = list(self.student.flops_weights)
+        record.update(self.student.log_values())
         self.history.append(record)
         return record
 
@@ -523,7 +510,6 @@ class Trainer:
             "lists_fingerprint": self.data_info["lists_fingerprint"],
             "train_seconds": self.train_seconds,
             "resumed_from": self.resumed_from,
-            "loss_attributes": self._loss_attributes(),
             "created": _now(),
         }
         tensors = {
@@ -538,11 +524,6 @@ class Trainer:
         return save_checkpoint(
             self.checkpoint_root, self.step, tensors=tensors, state=state, keep_last=self.config.keep_last
         )
-
-    def _loss_attributes(self) -> dict[str, Any]:
-        """Loss state kept outside ``state_dict``: the last loss value that TAID's adaptive schedule
-        reads at the next ``set_progress`` (a plain attribute, not a buffer)."""
-        return {name: m._last_loss for name, m in self.loss_fn.named_modules() if hasattr(m, "_last_loss")}
 
     def _resolve_resume(self, resume: str | os.PathLike[str] | bool | None) -> Path | None:
         if resume is None or resume is False:
@@ -585,11 +566,7 @@ class Trainer:
         self.module.load_state_dict(ckpt["student"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.loss_fn.load_state_dict(ckpt["loss"])
-        modules = dict(self.loss_fn.named_modules())
-        for name, value in state.get("loss_attributes", {}).items():
-            if name in modules:
-                modules[name]._last_loss = value
+        self.loss_fn.load_state_dict(ckpt["loss"])  # TAID's last loss is its extra state
         self.sampler.load_state_dict(state["sampler"])
         by_rank = ckpt.get("rng_by_rank")
         if self.dist.enabled and by_rank is not None and len(by_rank) == self.dist.world_size:
@@ -663,8 +640,7 @@ class Trainer:
         from distilir import __version__
 
         cfg = self.config
-        describe = getattr(self.student, "get_config_dict", None)
-        losses = self.loss_fn.get_config_dict() if hasattr(self.loss_fn, "get_config_dict") else {}
+        losses = self.loss_fn.get_config_dict()
         if cfg.student.kind == "splade":
             losses["flops"] = {**cfg.flops.__dict__}
         base = dict(base or {})
@@ -685,12 +661,8 @@ class Trainer:
             "student": {
                 "kind": cfg.student.kind,
                 "model": cfg.student.model,
-                "config": describe() if callable(describe) else None,
-                "loads_with": {
-                    "bi_encoder": "SentenceTransformer",
-                    "splade": "SparseEncoder",
-                    "cross_encoder": "CrossEncoder",
-                }[cfg.student.kind],
+                "config": self.student.get_config_dict(),
+                "loads_with": self.student.loads_with,
             },
             "teacher": self.teacher_info,
             "losses": losses,

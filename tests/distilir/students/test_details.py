@@ -184,9 +184,10 @@ def test_cross_encoder_reports_its_new_head_until_saved(minilm_path, tmp_path):
 
 # ---------------------------------------------------------------------------------------- registry
 def test_registry_and_loading_errors(tmp_path):
-    assert sorted(STUDENTS) == ["bi_encoder", "cross_encoder", "splade"]
-    with pytest.raises(StudentError, match="valid kinds are"):
+    assert STUDENTS.kinds() == ["bi-encoder", "cross-encoder", "splade"]
+    with pytest.raises(StudentError, match="unknown student kind 'colbert'; registered kinds: bi-encoder"):
         build_student("colbert")
+    assert type(build_student("BI_ENCODER", model="paraphrase-MiniLM-L3-v2")) is BiEncoderStudent
     with pytest.raises(StudentError, match="cannot build a 'splade' student"):
         build_student("splade", similarity="dot")
     with pytest.raises(StudentError, match="not a saved distilir student"):

@@ -18,7 +18,7 @@ from distilir.students import (
     load_student,
 )
 
-KINDS = ["bi_encoder", "splade", "cross_encoder"]
+KINDS = ["bi-encoder", "splade", "cross-encoder"]
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def make_student(minilm, minilm_path, splade_model):
     """A fresh student of each kind, with its own copy of the weights, in eval mode (no dropout)."""
 
     def make(kind: str):
-        if kind == "bi_encoder":
+        if kind == "bi-encoder":
             student = BiEncoderStudent(copy.deepcopy(minilm), max_length=32)
         elif kind == "splade":
             student = SpladeStudent(copy.deepcopy(splade_model), max_length=32)
@@ -40,7 +40,7 @@ def make_student(minilm, minilm_path, splade_model):
 def reference_scores(student, queries, docs_lists) -> torch.Tensor:
     """[B, N] scores from the model's own inference API (encode / predict), not from the student code."""
     model = student.model
-    if student.kind == "cross_encoder":
+    if student.kind == "cross-encoder":
         pairs = [(q, d) for q, docs in zip(queries, docs_lists, strict=True) for d in docs]
         flat = model.predict(pairs, activation_fn=torch.nn.Identity(), convert_to_tensor=True)
         return flat.reshape(len(queries), -1)
@@ -62,7 +62,7 @@ def test_score_equals_the_models_own_inference(kind, make_student, scifact_batch
     assert scores.shape == (2, 3)
     assert torch.allclose(scores, expected, rtol=1e-5, atol=1e-5), (scores, expected)
     # The judged relevant abstract beats the others for the pretrained encoders.
-    if kind != "cross_encoder":
+    if kind != "cross-encoder":
         assert bool((scores[:, 0:1] > scores[:, 1:]).all())
 
 
@@ -110,7 +110,7 @@ def test_save_load_round_trip(kind, make_student, scifact_batch, tmp_path):
     assert {k: v for k, v in loaded.get_config_dict().items() if k != "model"} == {
         k: v for k, v in student.get_config_dict().items() if k != "model"
     }
-    if kind != "cross_encoder":
+    if kind != "cross-encoder":
         # trained at 32 tokens, the saved model still truncates as its base did at inference
         assert student.model.max_seq_length == 32 and student.inference_max_length > 32
         assert type(student.model)(str(path), device="cpu").max_seq_length == student.inference_max_length
@@ -139,6 +139,6 @@ def test_ragged_lists_equal_separate_lists(kind, make_student, scifact_batch):
 
 
 def test_protocols(make_student):
-    bi, cross = make_student("bi_encoder"), make_student("cross_encoder")
+    bi, cross = make_student("bi-encoder"), make_student("cross-encoder")
     assert isinstance(bi, Student) and isinstance(bi, EncoderStudent)
     assert isinstance(cross, Student) and not isinstance(cross, EncoderStudent)

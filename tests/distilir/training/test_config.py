@@ -54,13 +54,13 @@ def test_yaml_load_with_cli_overrides(tmp_path):
     assert cfg.eval.every_n_steps == 5 and cfg.eval.max_queries is None
     # a whole list replaced from one flag
     cfg2 = load_config(_write(tmp_path), ["--losses", "[{name: margin_mse}]"])
-    assert [s.name for s in cfg2.losses] == ["margin_mse"]
+    assert [s.name for s in cfg2.losses] == ["margin-mse"]  # one spelling after the normaliser
 
 
 def test_defaults_without_a_file():
     cfg = load_config(None, {"optim.steps": 3})
     assert (
-        cfg.optim.steps == 3 and cfg.student.kind == "bi_encoder" and [s.name for s in cfg.losses] == ["kl"]
+        cfg.optim.steps == 3 and cfg.student.kind == "bi-encoder" and [s.name for s in cfg.losses] == ["kl"]
     )
 
 

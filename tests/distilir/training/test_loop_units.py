@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from distilir.students.base import StudentOutput, layout_batch
+from distilir.students.base import BaseStudent, StudentOutput, layout_batch
 from distilir.training import Trainer, TrainingList, load_config
 
 
-class FakeBagStudent(nn.Module):
+class FakeBagStudent(BaseStudent):
     """FAKE student for loop tests only: mean of hashed word embeddings, dropout, dot-product scores."""
 
-    kind = "bi_encoder"
+    kind = "bi-encoder"
 
     def __init__(self, dim: int = 16, buckets: int = 257, dropout: float = 0.1) -> None:
         super().__init__()
@@ -46,9 +46,6 @@ class FakeBagStudent(nn.Module):
             positive_idx=layout.positive_index(),
             regularization_loss=own.new_zeros(()),
         )
-
-    def score(self, queries, docs_lists, mask=None):
-        return self.forward_scores(queries, docs_lists, mask).scores
 
     def save(self, path):
         from pathlib import Path

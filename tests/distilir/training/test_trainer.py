@@ -157,13 +157,13 @@ def test_saved_student_is_a_plain_sentence_transformers_model_with_a_manifest(un
     assert manifest == result.manifest
     missing = [k for k in REQUIRED_MANIFEST_FIELDS if k not in manifest]
     assert not missing, missing
-    assert manifest["format"] == "distilir-student/1" and manifest["kind"] == "bi_encoder"
+    assert manifest["format"] == "distilir-student/1" and manifest["kind"] == "bi-encoder"
     assert manifest["teacher"]["fingerprint"] == "fake-lexical-0"
     assert [e["name"] for e in manifest["losses"]["losses"]] == ["kl", "infonce"]
     assert manifest["steps"] == 4 and manifest["seed"] == 42 and manifest["data"]["lists"] == len(tiny_lists)
     assert manifest["metrics"]["final_train_loss"] == result.losses[-1]
     assert manifest["time"]["train_seconds"] > 0 and manifest["producer"]["version"]
-    assert load_student(folder).kind == "bi_encoder"  # the students package reads it too
+    assert load_student(folder).kind == "bi-encoder"  # the students package reads it too
     assert (trainer.output_dir / "config.yaml").is_file()
     lines = [json.loads(x) for x in (trainer.output_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["loss"] for x in lines if x["type"] == "train"] == result.losses
@@ -216,7 +216,7 @@ def test_each_student_kind_trains_for_two_steps(tiny_lists, tmp_path, data_dir):
         c, (wq, wd) = r["components"], r["flops_weights"]
         assert c["flops_query"] > 0 and c["flops_doc"] > 0
         assert r["loss"] == pytest.approx(
-            c["margin_mse"] + wq * c["flops_query"] + wd * c["flops_doc"], rel=1e-5
+            c["margin-mse"] + wq * c["flops_query"] + wd * c["flops_doc"], rel=1e-5
         )
     assert set(result.final_metrics) == {"nDCG@10", "RR@10", "R@8"}
     sparse = SparseEncoder(str(result.student_dir), device="cpu").encode(
