@@ -123,7 +123,7 @@ def run_demo(
     from distilir.conventions import conventions_for
     from distilir.data import load_dataset
     from distilir.evaluation import evaluate, format_table
-    from distilir.teachers import BiEncoderTeacher, TeacherStore, build_teacher, teach
+    from distilir.teachers import BiEncoderTeacher, EnsembleTeacher, TeacherStore, build_teacher, teach
     from distilir.training.frozen_index import QuerySideConfig, split_dev, train_query_encoder
 
     t_start = time.perf_counter()
@@ -172,7 +172,8 @@ def run_demo(
     spec = FULL_TEACHER if full_teacher else CHEAP_TEACHER
     corpus = ds.corpus()
     teacher = build_teacher(spec, corpus={d.id: d.full_text for d in corpus.values()})
-    for member, _ in getattr(teacher, "members", [(teacher, 1.0)]):
+    members = teacher.members if isinstance(teacher, EnsembleTeacher) else [(teacher, 1.0)]
+    for member, _ in members:
         if isinstance(member, BiEncoderTeacher) and member.name == f"bi-encoder:{STUDENT}":
             member.seed_from_index(base_index, {d.id: d.full_text for d in corpus.values()})
     store_dir = work / f"teacher-{teacher.fingerprint}"

@@ -22,8 +22,9 @@ the generator's first argument (model or URL).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from distilir_index.registry import Registry, parse_options
 
 from distilir.queries.base import QUERY_TYPES, GeneratedQuery, QueryGenerator, QueryGeneratorError
 from distilir.queries.store import QueryStore, QueryStoreError, generate_queries
@@ -44,27 +45,17 @@ __all__ = [
 ]
 
 #: kind -> "module:Class"; the class owns its constructor, help text and settings.
-GENERATORS: dict[str, str] = {
-    "title": "distilir.queries.pseudo:TitleQueries",
-    "crop": "distilir.queries.pseudo:CropQueries",
-    "llm": "distilir.queries.llm:CausalLMQueries",
-    "openai": "distilir.queries.llm:OpenAIQueries",
-    "doc2query": "distilir.queries.llm:Doc2QueryQueries",
-}
-
-
-def _value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "none":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+GENERATORS = Registry(
+    "query generator",
+    {
+        "title": "distilir.queries.pseudo:TitleQueries",
+        "crop": "distilir.queries.pseudo:CropQueries",
+        "llm": "distilir.queries.llm:CausalLMQueries",
+        "openai": "distilir.queries.llm:OpenAIQueries",
+        "doc2query": "distilir.queries.llm:Doc2QueryQueries",
+    },
+    error=QueryGeneratorError,
+)
 
 
 def parse_generator_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
@@ -75,14 +66,8 @@ def parse_generator_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
         )
     head, _, options = spec.strip().partition("?")
     kind, _, target = head.partition(":")
-    kind = kind.strip().lower().replace("_", "-")
-    settings: dict[str, Any] = {}
-    for item in filter(None, options.split("&")):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise QueryGeneratorError(f"generator option {item!r} in {spec!r} is not key=value")
-        settings[key.strip()] = _value(value.strip())
-    return kind, (target or None), settings
+    settings = parse_options(options, spec=spec, error=QueryGeneratorError)
+    return GENERATORS.normalize(kind), (target or None), settings
 
 
 def build_generator(spec: str | QueryGenerator, **overrides: Any) -> QueryGenerator:
@@ -91,19 +76,16 @@ def build_generator(spec: str | QueryGenerator, **overrides: Any) -> QueryGenera
     if isinstance(spec, QueryGenerator):
         return spec
     kind, target, settings = parse_generator_spec(spec)
-    if kind not in GENERATORS:
-        raise QueryGeneratorError(
-            f"unknown generator kind {kind!r} in {spec!r}; expected one of {', '.join(GENERATORS)}"
-        )
-    module, _, name = GENERATORS[kind].partition(":")
-    cls = getattr(importlib.import_module(module), name)
+    cls = GENERATORS.get(kind)
     if "types" in settings and isinstance(settings["types"], str):
         settings["types"] = settings["types"].replace("|", ",").split(",")
     args = (target,) if target is not None else ()
     try:
         return cls(*args, **settings, **overrides)
     except TypeError as exc:
-        raise QueryGeneratorError(f"generator {spec!r}: {exc} (see help(distilir.queries.{name}))") from None
+        raise QueryGeneratorError(
+            f"generator {spec!r}: {exc} (see help(distilir.queries.{cls.__name__}))"
+        ) from None
 
 
 def as_dataset(dataset: Any, queries: dict, *, split: str = "synthetic", qrels: dict | None = None) -> Any:

@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from distilir_index.registry import Registry
+from distilir_index.registry import Registry, parse_options
 
 from distilir.teachers.base import Teacher, TeacherError
 
@@ -96,28 +96,8 @@ def _kind(name: str) -> str:
         ) from None
 
 
-def _value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _options(text: str, spec: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in filter(None, text.split("&")):
-        key, eq, value = part.partition("=")
-        if not eq or not key:
-            raise TeacherError(f"option {part!r} in spec {spec!r} is not key=value; e.g. 'bm25?k1=0.9&b=0.4'")
-        out[key.strip()] = _value(value.strip())
-    return out
+    return parse_options(text, spec=spec, error=TeacherError)
 
 
 def parse_teacher_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:

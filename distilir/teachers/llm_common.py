@@ -543,6 +543,11 @@ class LLMBackend(Protocol):
 
     def truncate(self, text: str, max_tokens: int) -> str: ...
 
+    def check_single_tokens(self, texts: Sequence[str]) -> None:
+        """Raise unless every text is one token (answers, listwise labels); a remote backend that
+        cannot tell accepts them."""
+        ...
+
     def describe(self) -> dict[str, Any]: ...
 
 
@@ -589,6 +594,10 @@ class LocalCausalLM:
         if len(offsets) <= max_tokens:
             return text
         return text[: offsets[max_tokens - 1][1]]
+
+    def check_single_tokens(self, texts: Sequence[str]) -> None:
+        for text in texts:
+            self.single_token_id(text)
 
     def single_token_id(self, text: str) -> int:
         ids = self.encode(text)

@@ -138,10 +138,7 @@ class LLMListwiseTeacher(BaseTeacher):
         self.batch_size = batch_size
         self.dtype = dtype
         self.backend = as_backend(model, dtype=dtype, batch_size=batch_size, progress=progress)
-        check = getattr(self.backend, "single_token_id", None)
-        if check is not None:
-            for label in self.labels[:window]:
-                check(label)
+        self.backend.check_single_tokens(self.labels[:window])
 
     # ------------------------------------------------------------------ prompts
     def build_prompt(self, query: str, passages: Sequence[str]) -> str:

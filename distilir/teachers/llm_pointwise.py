@@ -103,10 +103,7 @@ class LLMPointwiseTeacher(BaseTeacher):
         if mode == "yes_no":
             self._answers = (self.template.fields["yes"], self.template.fields["no"])
             # Fail at construction, not at the first score, if an answer is not a single token.
-            check = getattr(self.backend, "single_token_id", None)
-            if check is not None:
-                for a in self._answers:
-                    check(a)
+            self.backend.check_single_tokens(self._answers)
 
     # ------------------------------------------------------------------ prompts
     def _fit(self, query: str, passage: str) -> tuple[str, str]:

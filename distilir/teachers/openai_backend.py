@@ -225,6 +225,19 @@ class OpenAIBackend:
         keep = max(1, int(max_tokens * 0.75))
         return text if len(words) <= keep else " ".join(words[:keep])
 
+    def check_single_tokens(self, texts: Sequence[str]) -> None:
+        """With a tokenizer, raise unless every text is one token; without one the server's tokens
+        are unknown here and the texts are accepted."""
+        if self.tokenizer is None:
+            return
+        for text in texts:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise OpenAIBackendError(
+                    f"{text!r} is {len(ids)} tokens for this tokenizer; answer and label strings must be "
+                    "exactly one token: change the prompt's yes/no strings or labels"
+                )
+
     # ------------------------------------------------------------------ scoring
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[np.ndarray]:
         if len(prompts) != len(continuations):

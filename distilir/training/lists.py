@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from distilir.teachers.store import TeacherStore
 from distilir.training.config import ConfigError, DataConfig
 from distilir.training.data import TrainingList
 
@@ -36,34 +37,14 @@ _SUMMARY_KEYS = (
 )
 
 
-def store_summary(store: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+def store_summary(store: TeacherStore, path: str | os.PathLike[str]) -> dict[str, Any]:
     """The teacher part of the student's manifest: the store's fingerprint and a manifest summary."""
-    manifest = getattr(store, "manifest", None)
-    if callable(manifest):
-        manifest = manifest()
-    if not isinstance(manifest, dict):
-        file = Path(path) / "manifest.json"
-        manifest = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
-    fingerprint = getattr(store, "fingerprint", None) or getattr(store, "teacher_fingerprint", None)
-    if fingerprint is None:
-        teacher = manifest.get("teacher")
-        fingerprint = (
-            manifest.get("teacher_fingerprint")
-            or manifest.get("fingerprint")
-            or (teacher.get("fingerprint") if isinstance(teacher, dict) else None)
-        )
+    manifest = store.manifest
     return {
         "store": str(Path(path).resolve()),
-        "fingerprint": fingerprint,
+        "fingerprint": store.fingerprint,
         "manifest": {k: manifest[k] for k in _SUMMARY_KEYS if k in manifest},
     }
-
-
-def _open_store(path: str) -> Any:
-    from distilir.teachers.store import TeacherStore
-
-    opener = getattr(TeacherStore, "open", None) or getattr(TeacherStore, "load", None)
-    return opener(path) if callable(opener) else TeacherStore(path)
 
 
 def load_training_lists(
@@ -89,7 +70,7 @@ def load_training_lists(
         raise ConfigError(f"data.teacher_store: {data.teacher_store} does not exist.")
     from distilir.data import load_dataset
 
-    store = _open_store(data.teacher_store)
+    store = TeacherStore.open(data.teacher_store)
     ds = load_dataset(data.dataset, data_dir=data_dir)
     queries = ds.queries(data.split)
     if not queries:
@@ -156,5 +137,5 @@ def _describe(ds: Any) -> dict[str, Any]:
     try:
         d = ds.describe()
     except Exception:  # noqa: BLE001 - a description is informative only
-        return {"name": getattr(ds, "name", None)}
+        return {"name": ds.name}
     return {k: d[k] for k in ("name", "kind", "source", "counts") if k in d}

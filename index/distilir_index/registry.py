@@ -23,7 +23,7 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["Registry", "UnknownKind", "normalize_kind"]
+__all__ = ["Registry", "UnknownKind", "normalize_kind", "parse_options", "parse_value"]
 
 
 def normalize_kind(name: str) -> str:
@@ -31,6 +31,33 @@ def normalize_kind(name: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"a kind name must be a string, got {type(name).__name__}: {name!r}")
     return name.strip().lower().replace("_", "-")
+
+
+def parse_value(text: str) -> Any:
+    """A spec option's value: ``true``/``false``, ``none``/``null``, an int, a float, else the string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_options(text: str, *, spec: str, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """The ``key=value&key=value`` part of a component spec (``KIND[:TARGET][?OPTIONS]``, the grammar
+    of teacher and query-generator specs) as keyword arguments."""
+    out: dict[str, Any] = {}
+    for part in filter(None, text.split("&")):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise error(f"option {part!r} in spec {spec!r} is not key=value; e.g. 'bm25?k1=0.9&b=0.4'")
+        out[key.strip()] = parse_value(value.strip())
+    return out
 
 
 class UnknownKind(ValueError):
