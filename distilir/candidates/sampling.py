@@ -10,6 +10,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from distilir.data.trec import sorted_ranking
 from distilir.types import Qrels, Run
 
 __all__ = ["SamplingConfig", "sample_candidates"]
@@ -55,7 +56,7 @@ def sample_candidates(
         raise ValueError(f"positives={config.positives!r} needs qrels; pass qrels or use positives='keep'")
     out: dict[str, list[str]] = {}
     for qid in sorted(run):
-        ranked = [d for d, _ in sorted(run[qid].items(), key=lambda x: (-x[1], x[0]))]
+        ranked = [d for d, _ in sorted_ranking(run[qid])]
         judged: Mapping[str, int] = (qrels or {}).get(qid, {})
         positives = [d for d, g in sorted(judged.items()) if g >= config.min_relevance]
         pool = ranked[config.window[0] : config.window[1]]

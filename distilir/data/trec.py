@@ -116,7 +116,10 @@ def _check_run(run: Mapping[str, Mapping[str, float]]) -> None:
 
 
 def sorted_ranking(docs: Mapping[str, float]) -> list[tuple[str, float]]:
-    """``(docid, score)`` pairs by descending score, ties by descending docid (trec_eval's order)."""
+    """``(docid, score)`` pairs by descending score, ties by descending docid (trec_eval's order).
+
+    The one ranking rule of the project: run files, candidate lists, teacher lists, negatives and
+    evaluation cut-offs all rank with it, so a rank written anywhere is the rank evaluation sees."""
     return sorted(((d, float(s)) for d, s in docs.items()), key=lambda ds: (ds[1], ds[0]), reverse=True)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from distilir.data.trec import sorted_ranking
 from distilir.queries.base import QueryGeneratorError
 
 __all__ = ["filter_queries"]
@@ -51,7 +52,7 @@ def filter_queries(
             stats["no_teacher_scores"] += 1
             continue
         if first_stage_depth is not None:
-            ranked = sorted((first_stage_run or {}).get(qid, {}).items(), key=lambda x: (-x[1], x[0]))
+            ranked = sorted_ranking((first_stage_run or {}).get(qid, {}))
             if doc not in {d for d, _ in ranked[:first_stage_depth]}:
                 stats["not_in_first_stage"] += 1
                 continue

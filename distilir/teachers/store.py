@@ -813,19 +813,15 @@ class TeacherStore:
         k: int | None = None,
         qids: Iterable[str] | None = None,
     ) -> Path:
-        """Write a TREC run file (``qid Q0 docid rank score tag``), documents sorted by descending
-        score (ties: doc id), ranks from 1, at most ``k`` per query. Written atomically."""
+        """Write a TREC run file with :func:`distilir.data.trec.write_run` (queries in id order, ranks
+        by ``sorted_ranking``, at most ``k`` per query), atomically."""
+        from distilir.data.trec import write_run
+
         if not re.fullmatch(r"\S+", tag):
             raise StoreError(f"tag must be one word without spaces, got {tag!r}")
-        path = Path(path)
-        lines = []
-        for qid in list(qids) if qids is not None else self._scores:
-            ranked = sorted(self._scores.get(qid, {}).items(), key=lambda kv: (-kv[1], kv[0]))
-            for r, (docid, s) in enumerate(ranked[:k] if k else ranked, start=1):
-                lines.append(f"{qid} Q0 {docid} {r} {s!r} {tag}\n")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, lambda tmp: tmp.write_text("".join(lines), encoding="utf-8"))
-        return path
+        chosen = list(qids) if qids is not None else list(self._scores)
+        run = {q: self._scores[q] for q in chosen if self._scores.get(q)}
+        return write_run(run, path, tag=tag, depth=k)
 
     def __repr__(self) -> str:
         mode = "rw" if self.writable else "r"

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from distilir.data.trec import sorted_ranking
 from distilir.teachers.base import Teacher, TeacherError
 
 __all__ = ["rank_candidates", "teach"]
@@ -19,17 +20,14 @@ __all__ = ["rank_candidates", "teach"]
 def rank_candidates(
     candidates: Mapping[str, Sequence[str] | Mapping[str, float]], depth: int | None = None
 ) -> dict[str, list[str]]:
-    """Candidate lists as ranked id lists: a ``{doc: score}`` mapping is ordered by score (descending,
-    ties by ascending id), a sequence is kept as it is; each cut to ``depth`` when given."""
+    """Candidate lists as ranked id lists: a ``{doc: score}`` mapping is ordered by
+    :func:`distilir.data.trec.sorted_ranking` (descending score, ties as trec_eval breaks them), a
+    sequence is kept as it is; each cut to ``depth`` when given."""
     if depth is not None and depth < 1:
         raise TeacherError(f"depth must be >= 1, got {depth}")
     out = {}
     for qid, docs in candidates.items():
-        ranked = (
-            [d for d, _ in sorted(docs.items(), key=lambda x: (-x[1], x[0]))]
-            if isinstance(docs, Mapping)
-            else list(docs)
-        )
+        ranked = [d for d, _ in sorted_ranking(docs)] if isinstance(docs, Mapping) else list(docs)
         out[qid] = ranked[:depth] if depth is not None else ranked
     return out
 

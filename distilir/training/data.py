@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from distilir.data.trec import sorted_ranking
 from distilir.types import Qrels
 
 __all__ = [
@@ -92,8 +93,9 @@ class TrainingList:
         )
 
     def ranked(self) -> list[int]:
-        """Indices of the candidates by descending teacher score (ties: doc id, so the order is stable)."""
-        return sorted(range(len(self.doc_ids)), key=lambda j: (-self.scores[j], self.doc_ids[j]))
+        """Indices of the candidates by descending teacher score (ties: ``sorted_ranking``'s rule)."""
+        position = {d: j for j, d in enumerate(self.doc_ids)}
+        return [position[d] for d, _ in sorted_ranking(dict(zip(self.doc_ids, self.scores, strict=True)))]
 
 
 def select_candidates(

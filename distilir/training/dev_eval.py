@@ -27,6 +27,7 @@ import torch
 from distilir_index.registry import normalize_kind
 from tqdm.auto import tqdm
 
+from distilir.data.trec import sorted_ranking
 from distilir.students.base import EncoderStudent
 from distilir.training._student import student_module
 from distilir.training.checkpoint import capture_rng_state, restore_rng_state
@@ -133,7 +134,7 @@ class DevEvaluator:
         corpus = self.dataset.corpus()
         self.candidates: dict[str, list[str]] = {}
         for qid in self.qids:
-            ranked = sorted(run.get(qid, {}).items(), key=lambda x: (-x[1], x[0]))[: cfg.depth]
+            ranked = sorted_ranking(run.get(qid, {}))[: cfg.depth]
             self.candidates[qid] = [d for d, _ in ranked if d in corpus]
         self.doc_text = {d: corpus[d].full_text for docs in self.candidates.values() for d in docs}
 

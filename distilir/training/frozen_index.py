@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from distilir.data.trec import sorted_ranking
 from distilir.training.scales import NORMALIZATIONS, calibrate_margin_scale, normalize_per_query
 
 __all__ = [
@@ -190,7 +191,7 @@ def _lists(
         scores = teacher.get(qid)
         if not scores:
             continue
-        ranked = sorted(((d, s) for d, s in scores.items() if d in row_of), key=lambda x: (-x[1], x[0]))
+        ranked = sorted_ranking({d: s for d, s in scores.items() if d in row_of})
         if list_size is not None:
             ranked = ranked[:list_size]
         if len(ranked) < 2:

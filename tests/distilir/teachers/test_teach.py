@@ -12,9 +12,26 @@ from distilir.teachers import TeacherError, TeacherStore, rank_candidates, teach
 
 def test_rank_candidates_orders_scores_and_keeps_lists():
     got = rank_candidates({"q": {"b": 1.0, "a": 1.0, "c": 3.0}, "r": ["z", "y"]}, depth=2)
-    assert got == {"q": ["c", "a"], "r": ["z", "y"]}
+    assert got == {"q": ["c", "b"], "r": ["z", "y"]}  # ties as trec_eval breaks them: descending id
     with pytest.raises(TeacherError):
         rank_candidates({"q": ["a"]}, depth=0)
+
+
+def test_one_ranking_rule_the_file_rank_is_the_candidate_rank(tmp_path):
+    """Ties ranked the same way by the TREC writer, the candidate lists and the training lists."""
+    from distilir.data.trec import write_run
+    from distilir.training.data import TrainingList
+
+    run = {"q": {"b": 1.0, "a": 1.0, "c": 3.0, "d": 1.0}}
+    write_run(run, tmp_path / "r.trec")
+    file_order = [line.split()[2] for line in (tmp_path / "r.trec").read_text().splitlines()]
+    lst = TrainingList("q", "query", tuple(run["q"]), ("x",) * 4, tuple(run["q"].values()))
+    assert (
+        rank_candidates(run)["q"]
+        == file_order
+        == [lst.doc_ids[j] for j in lst.ranked()]
+        == ["c", "d", "b", "a"]
+    )
 
 
 def test_teach_scores_resumes_and_refuses_foreign_ids(tmp_path, fake_teacher_cls):
