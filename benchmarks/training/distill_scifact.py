@@ -469,8 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown runs {unknown}; choose from {', '.join(RUNS)}")
 
+    from distilir_index.models import resolve_model as resolve_student_model
+
     from distilir.data import load_dataset
-    from distilir.students.models import resolve_student_model
 
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)

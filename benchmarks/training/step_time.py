@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from distilir_index.models import resolve_model as resolve_student_model
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MarginMSELoss as STMarginMSE
 
     from distilir.losses import MarginMSELoss
-    from distilir.students.models import resolve_student_model
     from distilir.training import Trainer, TrainingList, load_config
     from distilir.training.data import collate, select_candidates
 

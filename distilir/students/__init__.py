@@ -8,8 +8,9 @@ Every student maps a batch of queries and candidate lists to ``[B, N]`` scores w
 * :class:`SpladeStudent` — learned sparse, over a ``SparseEncoder``, with the FLOPS regulariser
 * :class:`CrossEncoderStudent` — pairwise scorer, over a ``CrossEncoder`` with one logit
 
-Model names: everything ``distilir_index.models.resolve_model`` resolves, plus
-``paraphrase-MiniLM-L3-v2`` (rebuilt from its packaged ONNX file by :func:`build_minilm_l3`).
+Model names: everything ``distilir_index.models.resolve_model`` resolves (the one resolver of every
+command; ``paraphrase-MiniLM-L3-v2`` is rebuilt from its packaged ONNX file by
+``distilir_index.minilm_l3.build_minilm_l3``).
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from distilir.students.base import (
 from distilir.students.bi_encoder import BiEncoderStudent
 from distilir.students.cross_encoder import CrossEncoderStudent
 from distilir.students.flops import FlopsSchedule, flops, quadratic_warmup
-from distilir.students.minilm_l3 import build_minilm_l3
-from distilir.students.models import resolve_student_model
 from distilir.students.splade import SpladeStudent
 
 __all__ = [
@@ -45,12 +44,10 @@ __all__ = [
     "Student",
     "StudentError",
     "StudentOutput",
-    "build_minilm_l3",
     "build_student",
     "flops",
     "load_student",
     "quadratic_warmup",
-    "resolve_student_model",
 ]
 
 #: Student classes by the ``kind`` a config names (``bi-encoder``, ``splade``, ``cross-encoder``; case

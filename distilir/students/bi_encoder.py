@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from distilir_index.models import resolve_model
 from torch import Tensor
 from torch.nn import functional as F
 
 from distilir.students.base import StudentError
 from distilir.students.embedding import EmbeddingStudent
-from distilir.students.models import model_label, resolve_student_model
+from distilir.students.models import model_label
 
 __all__ = ["BiEncoderStudent"]
 
@@ -66,7 +67,7 @@ class BiEncoderStudent(EmbeddingStudent):
             self.model_name = model_label(model)
         elif isinstance(model, str):
             self.model_name = model
-            self.model = SentenceTransformer(resolve_student_model(model), device=device)
+            self.model = SentenceTransformer(resolve_model(model), device=device)
         else:
             raise StudentError(
                 f"model must be a name, a folder or a SentenceTransformer, got {type(model).__name__}"

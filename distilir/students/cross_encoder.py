@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from distilir_index.models import resolve_model
 from torch import Tensor
 
 from distilir.students.base import BaseStudent, StudentError, StudentOutput, layout_batch
-from distilir.students.models import model_label, resolve_student_model
+from distilir.students.models import model_label
 
 __all__ = ["CrossEncoderStudent"]
 
@@ -66,7 +67,7 @@ class CrossEncoderStudent(BaseStudent):
                 if seed is not None:
                     torch.manual_seed(seed)
                 self.model = CrossEncoder(
-                    resolve_student_model(model), num_labels=1, max_length=max_length, device=device
+                    resolve_model(model), num_labels=1, max_length=max_length, device=device
                 )
         else:
             raise StudentError(

@@ -7,12 +7,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from distilir_index.models import resolve_model
 from torch import Tensor
 
 from distilir.students.base import StudentError
 from distilir.students.embedding import EmbeddingStudent
 from distilir.students.flops import FlopsSchedule, flops
-from distilir.students.models import model_label, resolve_student_model
+from distilir.students.models import model_label
 
 __all__ = ["SpladeStudent"]
 
@@ -85,7 +86,7 @@ class SpladeStudent(EmbeddingStudent):
             self.model_name = model_label(model)
         elif isinstance(model, str):
             self.model_name = model
-            self.model = SparseEncoder(resolve_student_model(model), device=device)
+            self.model = SparseEncoder(resolve_model(model), device=device)
         else:
             raise StudentError(
                 f"model must be a name, a folder or a SparseEncoder, got {type(model).__name__}"

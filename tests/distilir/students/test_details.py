@@ -212,12 +212,10 @@ def test_public_surface():
             "Student",
             "StudentError",
             "StudentOutput",
-            "build_minilm_l3",
             "build_student",
             "flops",
             "load_student",
             "quadratic_warmup",
-            "resolve_student_model",
         ]
     )
     for name in students_pkg.__all__:

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from distilir_index.minilm_l3 import build_minilm_l3, minilm_l3_onnx_path
+from distilir_index.models import resolve_model
 
-from distilir.students import BiEncoderStudent, build_minilm_l3, resolve_student_model
-from distilir.students.minilm_l3 import minilm_l3_onnx_path
+from distilir.students import BiEncoderStudent
 
 pytest.importorskip("onnx", reason="rebuilding MiniLM-L3 needs the onnx package")
 ort = pytest.importorskip("onnxruntime", reason="the parity check needs onnxruntime")
@@ -74,7 +75,7 @@ def test_build_is_cached_and_described(l3_cache):
 def test_students_resolve_the_name(l3_cache, monkeypatch, scifact_batch):
     root, path = l3_cache
     monkeypatch.setenv("DISTILIR_CACHE", str(root))
-    assert resolve_student_model("paraphrase-MiniLM-L3-v2") == str(path)
+    assert resolve_model("paraphrase-MiniLM-L3-v2") == str(path)
     student = BiEncoderStudent("paraphrase-MiniLM-L3-v2", max_length=32, device="cpu").eval()
     assert student.get_config_dict()["model"] == "paraphrase-MiniLM-L3-v2"
     assert student.model[0].auto_model.config.num_hidden_layers == 3
@@ -86,3 +87,41 @@ def test_students_resolve_the_name(l3_cache, monkeypatch, scifact_batch):
     )
     expected = torch.stack([q[0] @ d[:3].T, q[1] @ d[3:].T])
     assert torch.allclose(scores, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_every_command_resolves_the_packaged_name(l3_cache, monkeypatch, tmp_path):
+    """One resolver: the name a student accepts is accepted by the index encoder and by
+    ``distilir-index build`` (it failed there with a hub error before)."""
+    from distilir_index.cli import main as index_main
+    from distilir_index.encoders import DenseEncoder
+
+    root, path = l3_cache
+    monkeypatch.setenv("DISTILIR_CACHE", str(root))
+    encoder = DenseEncoder("paraphrase-MiniLM-L3-v2")
+    vectors = encoder.encode_queries(SENTENCES[:2])
+    assert vectors.shape == (2, 384) and np.isfinite(vectors).all()
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"_id": f"d{i}", "text": s}) + "\n" for i, s in enumerate(SENTENCES)),
+        encoding="utf-8",
+    )
+    out = tmp_path / "index"
+    assert (
+        index_main(
+            [
+                "build",
+                "--corpus",
+                str(corpus),
+                "--kind",
+                "dense",
+                "--model",
+                "paraphrase-MiniLM-L3-v2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["encoder"]["fingerprint"] and manifest["corpus"]["count"] == len(SENTENCES)
