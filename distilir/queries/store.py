@@ -39,6 +39,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from distilir.data._io import atomic_write, sha256_file
+from distilir.io import producer
 from distilir.queries.base import GeneratedQuery, QueryGenerator, QueryGeneratorError, doc_seed
 from distilir.types import Document, Query
 
@@ -60,12 +61,6 @@ def normalise_query(text: str) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _producer() -> dict[str, str]:
-    from distilir import __version__
-
-    return {"name": "distilir", "version": __version__}
 
 
 class QueryStore:
@@ -135,7 +130,7 @@ class QueryStore:
                     "parts": [],
                     "counts": {"queries": 0, "documents": 0, "duplicates": 0, "empty": 0},
                     "created": _now(),
-                    "producer": _producer(),
+                    "producer": producer(),
                 }
             store = cls(path, manifest, lock)
             store._cleanup_partials()

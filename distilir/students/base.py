@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,6 +31,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 from distilir_index.registry import normalize_kind
 from torch import Tensor, nn
+
+from distilir.io import atomic_directory, producer
 
 __all__ = [
     "STUDENT_FORMAT",
@@ -224,12 +223,6 @@ def layout_batch(
     return BatchLayout(list(queries), flat_docs, rows, cols, mask)
 
 
-def _producer() -> dict[str, str]:
-    from distilir import __version__
-
-    return {"name": "distilir", "version": __version__, "python": platform.python_version()}
-
-
 def read_student_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check ``path/manifest.json`` of a saved student."""
     file = Path(path) / MANIFEST
@@ -246,16 +239,6 @@ def read_student_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if manifest.get("format") != STUDENT_FORMAT:
         raise StudentError(f"{file} has format {manifest.get('format')!r}; expected {STUDENT_FORMAT!r}.")
     return manifest
-
-
-def _fsync_tree(root: Path) -> None:
-    for p in root.rglob("*"):
-        if p.is_file():
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
 
 class BaseStudent(nn.Module):
@@ -324,30 +307,19 @@ class BaseStudent(nn.Module):
         ``path`` is replaced (it is moved aside first and removed after the new one is in place).
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tag = uuid.uuid4().hex[:8]
-        tmp = path.parent / f".{path.name}.partial-{tag}"
-        old = path.parent / f".{path.name}.old-{tag}"
         config = self.get_config_dict()
-        try:
+        with atomic_directory(path) as tmp:
             self._write_model(tmp)
             manifest = {
                 "format": STUDENT_FORMAT,
                 "kind": self.kind,
                 "config": config,
-                "producer": _producer(),
+                "producer": producer(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
             (tmp / MANIFEST).write_text(
                 json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
             )
-            _fsync_tree(tmp)
-            if path.exists():
-                os.replace(path, old)
-            os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.rmtree(old, ignore_errors=True)
         return path
 
     def _write_model(self, folder: Path) -> None:

@@ -43,14 +43,13 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
-from hashlib import sha256
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import yaml
 
+from distilir.io import sha256_file
 from distilir.teachers.base import TeacherError
 
 __all__ = [
@@ -128,20 +127,9 @@ def resolve_llm(name_or_path: str) -> str:
     return resolve_model(name)
 
 
-@lru_cache(maxsize=32)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    h = sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
-
-
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """``"sha256:<hex>"`` of a file, computed once per process per (path, size, mtime)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    return _sha256_cached(str(p), st.st_size, st.st_mtime_ns)
+    return sha256_file(path)
 
 
 def _check_dtype(dtype: str) -> str:

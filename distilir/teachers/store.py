@@ -57,17 +57,16 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from distilir.io import producer, sha256_file, write_atomic
 from distilir.teachers.base import Teacher, TeacherError, teacher_fingerprint, text_hash
 from distilir.types import Qrels, Run
 
@@ -119,47 +118,6 @@ def _schema(fingerprint: str, shard: int) -> Any:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _producer() -> dict[str, str]:
-    from distilir import __version__
-
-    return {"name": "distilir", "version": __version__, "python": platform.python_version()}
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
-        _fsync(path)
-
-
-def _file_sha256(path: Path) -> str:
-    h = sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """``write(tmp_path)``, fsync, rename over ``path``, fsync the directory; the temp file is removed
-    if anything fails (including KeyboardInterrupt)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        write(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    _fsync_dir(path.parent)
 
 
 def _text_of(value: Any, what: str, key: str) -> str:
@@ -329,7 +287,7 @@ class TeacherStore:
             "counts": {"queries": 0, "pairs": 0, "shards": 0},
             "shards": [],
             "columns": dict(COLUMNS),
-            "producer": _producer(),
+            "producer": producer(),
         }
 
     def close(self) -> None:
@@ -406,7 +364,7 @@ class TeacherStore:
             f = self.path / s["file"]
             if not f.is_file():
                 raise StoreError(f"{f} is listed in the manifest but missing; the store is damaged.")
-            if s.get("sha256") and _file_sha256(f) != s["sha256"]:
+            if s.get("sha256") and sha256_file(f) != s["sha256"]:
                 raise StoreError(f"{f} does not match its sha256 in the manifest; the store is damaged.")
 
     def _load(self) -> None:
@@ -447,7 +405,7 @@ class TeacherStore:
                         "file": name,
                         "rows": table_rows,
                         "queries": len(qids),
-                        "sha256": _file_sha256(self.path / name),
+                        "sha256": sha256_file(self.path / name),
                     }
                 )
             if self._adopted:
@@ -489,7 +447,7 @@ class TeacherStore:
         self._manifest["updated"] = _now()
         self._refresh_counts()
         blob = json.dumps(self._manifest, indent=2, sort_keys=True) + "\n"
-        _write_atomic(self.path / MANIFEST, lambda tmp: tmp.write_text(blob, encoding="utf-8"))
+        write_atomic(self.path / MANIFEST, lambda tmp: tmp.write_text(blob, encoding="utf-8"))
 
     def _next_shard(self) -> int:
         used = [int(_SHARD.match(s["file"]).group(1)) for s in self._manifest["shards"]]  # type: ignore[union-attr]
@@ -503,7 +461,7 @@ class TeacherStore:
         index = self._next_shard()
         name = f"shard-{index:05d}.parquet"
         table = pa.Table.from_pydict(rows, schema=_schema(self.fingerprint, index))
-        _write_atomic(self.path / name, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+        write_atomic(self.path / name, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
         # The shard has landed: from here on it counts as stored (a crash now is recovered on open).
         self._index_rows(rows)
         self._manifest["shards"].append(
@@ -511,7 +469,7 @@ class TeacherStore:
                 "file": name,
                 "rows": table.num_rows,
                 "queries": len(set(rows["qid"])),
-                "sha256": _file_sha256(self.path / name),
+                "sha256": sha256_file(self.path / name),
             }
         )
         self._write_manifest()
@@ -800,7 +758,7 @@ class TeacherStore:
                 )
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(
+        write_atomic(
             path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         )
         return path

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from distilir.io import fsync, fsync_dir
+
 __all__ = [
     "CheckpointError",
     "capture_rng_state",
@@ -103,21 +105,6 @@ def latest_checkpoint(root: str | os.PathLike[str]) -> Path | None:
     return found[-1][1] if found else None
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        _fsync_file(path)
-    except OSError:  # some filesystems refuse fsync on directories
-        pass
-
-
 def save_checkpoint(
     root: str | os.PathLike[str],
     step: int,
@@ -142,17 +129,17 @@ def save_checkpoint(
         for stem, obj in tensors.items():
             path = tmp / f"{stem}.pt"
             torch.save(obj, path)
-            _fsync_file(path)
+            fsync(path)
         path = tmp / STATE_FILE
         path.write_text(json.dumps(state, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8")
-        _fsync_file(path)
-        _fsync_dir(tmp)
+        fsync(path)
+        fsync_dir(tmp)
         if final.exists():  # the same step saved again (e.g. a resumed run re-saving its last step)
             trash = root / f".partial-old-{checkpoint_name(step)}"
             os.replace(final, trash)
             shutil.rmtree(trash, ignore_errors=True)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

