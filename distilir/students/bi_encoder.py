@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from distilir_index.models import resolve_model
 from torch import Tensor
 from torch.nn import functional as F
 
 from distilir.students.base import StudentError
 from distilir.students.embedding import EmbeddingStudent
-from distilir.students.models import model_label
+from distilir.students.models import load_student_model
 
 __all__ = ["BiEncoderStudent"]
 
@@ -62,16 +61,7 @@ class BiEncoderStudent(EmbeddingStudent):
 
         if similarity not in ("dot", "cosine"):
             raise StudentError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
-        if isinstance(model, SentenceTransformer):
-            self.model = model
-            self.model_name = model_label(model)
-        elif isinstance(model, str):
-            self.model_name = model
-            self.model = SentenceTransformer(resolve_model(model), device=device)
-        else:
-            raise StudentError(
-                f"model must be a name, a folder or a SentenceTransformer, got {type(model).__name__}"
-            )
+        self.model, self.model_name = load_student_model(model, SentenceTransformer, device=device)
         self.similarity = similarity
         self._set_max_length(max_length)
         self._setup_prompts(query_prompt, document_prompt)

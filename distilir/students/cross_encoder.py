@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from distilir_index.models import resolve_model
 from torch import Tensor
 
 from distilir.students.base import BaseStudent, StudentError, StudentOutput, layout_batch
-from distilir.students.models import model_label
+from distilir.students.models import load_student_model, model_label
 
 __all__ = ["CrossEncoderStudent"]
 
@@ -61,18 +60,13 @@ class CrossEncoderStudent(BaseStudent):
             self.model_name = model_label(model)
             if max_length is not None:
                 self.model.max_seq_length = max_length
-        elif isinstance(model, str):
-            self.model_name = model
+        else:
             with torch.random.fork_rng(devices=[], enabled=seed is not None):
                 if seed is not None:
                     torch.manual_seed(seed)
-                self.model = CrossEncoder(
-                    resolve_model(model), num_labels=1, max_length=max_length, device=device
+                self.model, self.model_name = load_student_model(
+                    model, CrossEncoder, device=device, num_labels=1, max_length=max_length
                 )
-        else:
-            raise StudentError(
-                f"model must be a name, a folder or a CrossEncoder, got {type(model).__name__}"
-            )
         # A folder saved as a bi-encoder (BertModel, ...) has no classification head: the one
         # transformers adds is freshly initialised (optim.head_lr can give it its own learning rate).
         architectures = getattr(self.model.config, "architectures", None) or []

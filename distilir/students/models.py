@@ -6,7 +6,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["model_label"]
+__all__ = ["load_student_model", "model_label"]
+
+
+def load_student_model(model: Any, cls: type, *, device: str | None = None, **kwargs: Any) -> tuple[Any, str]:
+    """``distilir_index.models.load_model`` (the one loader) for a student: ``(model, its name)``; the
+    name is what was asked for, or for an object its folder (``model_label``)."""
+    from distilir_index.models import load_model
+
+    from distilir.students.base import StudentError
+
+    loaded, _ = load_model(model, cls, device=device, error=StudentError, **kwargs)
+    return loaded, (str(model) if isinstance(model, (str, os.PathLike)) else model_label(loaded))
 
 
 def model_label(model: Any) -> str:

@@ -7,13 +7,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from distilir_index.models import resolve_model
 from torch import Tensor
 
 from distilir.students.base import StudentError
 from distilir.students.embedding import EmbeddingStudent
 from distilir.students.flops import FlopsSchedule, flops
-from distilir.students.models import model_label
+from distilir.students.models import load_student_model
 
 __all__ = ["SpladeStudent"]
 
@@ -81,16 +80,7 @@ class SpladeStudent(EmbeddingStudent):
         from sentence_transformers import SparseEncoder
 
         self.schedule = FlopsSchedule(float(flops_query), float(flops_doc), int(flops_warmup_steps))
-        if isinstance(model, SparseEncoder):
-            self.model = model
-            self.model_name = model_label(model)
-        elif isinstance(model, str):
-            self.model_name = model
-            self.model = SparseEncoder(resolve_model(model), device=device)
-        else:
-            raise StudentError(
-                f"model must be a name, a folder or a SparseEncoder, got {type(model).__name__}"
-            )
+        self.model, self.model_name = load_student_model(model, SparseEncoder, device=device)
         self._set_max_length(max_length)
         self._setup_prompts(query_prompt, document_prompt)
         self.step = 0

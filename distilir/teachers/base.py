@@ -21,6 +21,7 @@ __all__ = [
     "TeacherError",
     "check_lists",
     "describe_model",
+    "load_teacher_model",
     "state_dict_fingerprint",
     "teacher_fingerprint",
     "text_hash",
@@ -138,6 +139,26 @@ def state_dict_fingerprint(module: Any) -> str:
             t = t.view(torch.int16)
         h.update(t.numpy().tobytes())
     return "sha256:" + h.hexdigest()
+
+
+def load_teacher_model(
+    model: Any, cls: type, *, device: str | None = None, example: str = "", **kwargs: Any
+) -> tuple[Any, dict[str, Any]]:
+    """``distilir_index.models.load_model`` (the one loader) plus the weights' identity for the
+    fingerprint: a caller's object is hashed by its state dict (it may have been changed in memory),
+    a folder by its files, a hub id by the revision transformers resolved."""
+    from distilir_index.models import load_model
+
+    loaded, folder = load_model(model, cls, device=device, error=TeacherError, example=example, **kwargs)
+    if isinstance(model, cls):
+        identity = {
+            "name": None,
+            "path": None,
+            "fingerprint": state_dict_fingerprint(loaded),
+            "revision": None,
+        }
+        return loaded, identity
+    return loaded, describe_model(str(model), folder, loaded)
 
 
 def describe_model(name: str | None, resolved: str | None, module: Any = None) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +22,7 @@ import numpy as np
 from distilir.teachers.base import (
     BaseTeacher,
     TeacherError,
-    describe_model,
-    state_dict_fingerprint,
+    load_teacher_model,
 )
 from distilir.teachers.embedding_cache import EmbeddingCache, EmbeddingTeacherMixin, resolve_cache_dir
 
@@ -230,24 +228,6 @@ class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
 def _load_sentence_transformer(model: Any, *, device: str | None) -> tuple[Any, dict[str, Any]]:
     from sentence_transformers import SentenceTransformer
 
-    if isinstance(model, SentenceTransformer):
-        if device is not None:
-            model.to(device)
-        return model, {
-            "name": None,
-            "path": None,
-            "fingerprint": state_dict_fingerprint(model),
-            "revision": None,
-        }
-    if not isinstance(model, (str, os.PathLike)):
-        raise TeacherError(
-            f"model must be a hub id, a folder or a SentenceTransformer, got {type(model).__name__}; "
-            "e.g. BiEncoderTeacher('all-mpnet-base-v2')"
-        )
-    from distilir_index.models import resolve_model
-
-    name = str(model)
-    resolved = resolve_model(name)
-    local = Path(resolved).is_dir()
-    st = SentenceTransformer(resolved, device=device, local_files_only=local)
-    return st, describe_model(name, resolved if local else None, st)
+    return load_teacher_model(
+        model, SentenceTransformer, device=device, example="BiEncoderTeacher('all-mpnet-base-v2')"
+    )

@@ -46,7 +46,7 @@ from distilir.teachers.base import (
     BaseTeacher,
     TeacherError,
     check_lists,
-    describe_model,
+    load_teacher_model,
     state_dict_fingerprint,
 )
 
@@ -441,31 +441,17 @@ def _load_cross_encoder(model: Any, *, max_length: int, device: str | None) -> t
     from sentence_transformers import CrossEncoder
 
     if isinstance(model, CrossEncoder):
-        if device is not None:
-            model.to(device)
-        path = getattr(model, "model_card_data", None)
-        base = getattr(path, "base_model", None) if path is not None else None
-        # An object may have been changed in memory, so its weights themselves are hashed.
-        identity = {
-            "name": base,
-            "path": None,
-            "fingerprint": state_dict_fingerprint(model),
-            "revision": None,
-        }
-        return model, identity
-    if not isinstance(model, (str, os.PathLike)):
-        raise TeacherError(
-            f"model must be a hub id, a folder or a CrossEncoder, got {type(model).__name__}; "
-            "e.g. CrossEncoderTeacher('cross-encoder/ms-marco-MiniLM-L6-v2')"
-        )
-    from distilir_index.models import resolve_model
-
-    name = str(model)
-    resolved = resolve_model(name)
-    local = Path(resolved).is_dir()
-    ce = CrossEncoder(resolved, max_length=max_length, device=device, local_files_only=local)
-    identity = describe_model(name, resolved if local else None, ce.model)
-    if local and _head_is_new(Path(resolved), ce):
+        ce, identity = load_teacher_model(model, CrossEncoder, device=device)
+        identity["name"] = model.model_card_data.base_model
+        return ce, identity
+    ce, identity = load_teacher_model(
+        model,
+        CrossEncoder,
+        device=device,
+        max_length=max_length,
+        example="CrossEncoderTeacher('cross-encoder/ms-marco-MiniLM-L6-v2')",
+    )
+    if identity["path"] is not None and _head_is_new(Path(identity["path"]), ce):
         # The folder holds no classification head (e.g. a bi-encoder checkpoint): the head was just
         # initialised at random, so the file hash alone would not identify these scores.
         identity["fingerprint"] = state_dict_fingerprint(ce)

@@ -31,7 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from distilir.teachers.base import BaseTeacher, TeacherError, describe_model, state_dict_fingerprint
+from distilir.teachers.base import (
+    BaseTeacher,
+    TeacherError,
+    describe_model,
+    load_teacher_model,
+)
 from distilir.teachers.embedding_cache import EmbeddingTeacherMixin, resolve_cache_dir
 
 __all__ = ["SparseTeacher", "load_sparse_encoder"]
@@ -140,29 +145,14 @@ def load_sparse_encoder(
     A folder with ``modules.json`` is loaded as saved; a plain masked-LM folder (the packaged
     splade-tiny) is wrapped as ``Transformer(fill-mask) -> SpladePooling("max")``. Max pooling then
     uses the max-first form described in the module docstring."""
+    from distilir_index.models import resolve_model
     from sentence_transformers import SparseEncoder
 
     if isinstance(model, SparseEncoder):
         # A caller's object is used as is (its modules are not swapped: it may be saved later).
-        if device is not None:
-            model.to(device)
-        return model, {
-            "name": None,
-            "path": None,
-            "fingerprint": state_dict_fingerprint(model),
-            "revision": None,
-        }
-    if not isinstance(model, (str, os.PathLike)):
-        raise TeacherError(
-            f"model must be a hub id, a folder or a SparseEncoder, got {type(model).__name__}; "
-            "e.g. SparseTeacher('splade-tiny')"
-        )
-    from distilir_index.models import resolve_model
-
-    name = str(model)
-    resolved = resolve_model(name)
-    folder = Path(resolved)
-    if folder.is_dir() and not (folder / "modules.json").is_file():
+        return load_teacher_model(model, SparseEncoder, device=device)
+    folder = Path(resolve_model(str(model))) if isinstance(model, (str, os.PathLike)) else None
+    if folder is not None and folder.is_dir() and not (folder / "modules.json").is_file():
         from sentence_transformers.base.modules import Transformer
         from sentence_transformers.sparse_encoder.modules import SpladePooling
 
@@ -171,10 +161,13 @@ def load_sparse_encoder(
             SpladePooling(pooling_strategy="max"),
         ]
         encoder = SparseEncoder(modules=modules, device=device)
+        identity = describe_model(str(model), str(folder), encoder)
     else:
-        encoder = SparseEncoder(resolved, device=device, local_files_only=folder.is_dir())
+        encoder, identity = load_teacher_model(
+            model, SparseEncoder, device=device, example="SparseTeacher('splade-tiny')"
+        )
     _use_max_first_pooling(encoder)
-    return encoder, describe_model(name, resolved if folder.is_dir() else None, encoder)
+    return encoder, identity
 
 
 def _use_max_first_pooling(encoder: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from distilir_index.base import IndexError_
-from distilir_index.models import fingerprint_folder, resolve_model
+from distilir_index.models import fingerprint_folder, load_model
 
 __all__ = ["QUERY_ENCODER_MANIFEST", "DenseEncoder", "EncoderMismatch", "check_encoder_compatible"]
 
@@ -55,7 +55,7 @@ class DenseEncoder:
             self.name = getattr(model, "_distilir_name", None) or _model_folder(model) or "in-memory"
         else:
             self.name = str(model)
-            self.model = SentenceTransformer(resolve_model(str(model)), device=device)
+            self.model, _ = load_model(model, SentenceTransformer, device=device)
         if max_length is not None:
             if max_length <= 0:
                 raise ValueError(f"max_length must be a positive number of tokens, got {max_length}")

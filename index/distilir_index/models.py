@@ -18,8 +18,9 @@ from collections.abc import Callable
 from functools import lru_cache
 from hashlib import sha256
 from pathlib import Path
+from typing import Any
 
-__all__ = ["PACKAGED", "ModelNotAvailable", "cache_dir", "fingerprint_folder", "resolve_model"]
+__all__ = ["PACKAGED", "ModelNotAvailable", "cache_dir", "fingerprint_folder", "load_model", "resolve_model"]
 
 
 class ModelNotAvailable(RuntimeError):
@@ -137,6 +138,46 @@ def resolve_model(name_or_path: str) -> str:
     if name_or_path in PACKAGED:
         return str(PACKAGED[name_or_path]())
     return name_or_path
+
+
+def load_model(
+    model: Any,
+    cls: type,
+    *,
+    device: str | None = None,
+    error: type[Exception] = TypeError,
+    example: str = "",
+    **kwargs: Any,
+) -> tuple[Any, str | None]:
+    """The one model loader of every command: an instance of ``cls`` (a sentence-transformers class)
+    is used as is (moved to ``device``); a name is resolved with :func:`resolve_model` and loaded as
+    ``cls(resolved, device=device, **kwargs)``. Returns ``(model, local folder or None)``.
+
+    Anything else raises ``error`` naming what is accepted; a name that is neither a folder nor a
+    packaged name and cannot be fetched raises :class:`ModelNotAvailable` listing the packaged names."""
+    if isinstance(model, cls):
+        if device is not None:
+            model.to(device)
+        return model, None
+    if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
+        raise error(
+            f"model must be a hub id, a local folder, a packaged name ({', '.join(sorted(PACKAGED))}) or a "
+            f"{cls.__name__}; got {type(model).__name__}: {model!r}"
+            + (f". E.g. {example}" if example else "")
+        )
+    resolved = resolve_model(str(model))
+    local = Path(resolved).is_dir()
+    try:
+        return cls(resolved, device=device, local_files_only=local, **kwargs), (resolved if local else None)
+    except OSError as exc:
+        if local:
+            raise
+        raise ModelNotAvailable(
+            f"{model!r} is not a local folder nor a packaged name, and the hub could not provide it "
+            f"({' '.join(str(exc).split())}). "
+            f"Packaged names that work offline: {', '.join(sorted(PACKAGED))}; or give a folder holding "
+            "a sentence-transformers / transformers model."
+        ) from exc
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".gguf", ".json", ".txt", ".model")

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from distilir_index.models import fingerprint_folder, resolve_model
+from distilir_index.models import fingerprint_folder, load_model
 
 __all__ = ["DEFAULT_SPARSE_MODEL", "SparseEncoder"]
 
@@ -99,14 +99,9 @@ class SparseEncoder:
         if isinstance(model, _STSparseEncoder):
             self.model = model
             self.name = getattr(model, "_distilir_name", None) or _model_folder(model) or "in-memory"
-        elif isinstance(model, (str, os.PathLike)):
-            self.name = str(model)
-            self.model = _STSparseEncoder(resolve_model(str(model)), device=device)
         else:
-            raise TypeError(
-                "model must be a hub id, a local folder, a packaged name such as 'splade-tiny', or a "
-                f"sentence_transformers.SparseEncoder; got {type(model).__name__}"
-            )
+            self.model, _ = load_model(model, _STSparseEncoder, device=device)
+            self.name = str(model)
         if max_length is not None:
             self.model.max_seq_length = int(max_length)
         self.max_active_dims = int(max_active_dims) if max_active_dims is not None else None

@@ -45,3 +45,14 @@ def test_bad_arguments(minilm):
         DenseEncoder(minilm, max_length=0)
     with pytest.raises(TypeError, match="single string"):
         DenseEncoder(minilm).encode_queries("not a list")
+
+
+def test_one_loader_names_the_packaged_models_when_a_name_cannot_be_found(monkeypatch):
+    from distilir_index.models import ModelNotAvailable, load_model
+    from sentence_transformers import SentenceTransformer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotAvailable, match="not a local folder nor a packaged name.*all-MiniLM-L6-v2"):
+        DenseEncoder("no-such-org/no-such-model-xyz")
+    with pytest.raises(TypeError, match="packaged name .*paraphrase-MiniLM-L3-v2.*got int"):
+        load_model(3, SentenceTransformer)
