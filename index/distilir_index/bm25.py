@@ -151,7 +151,7 @@ class BM25Index(BaseIndex):
 
         index = BM25Index()
         index.add(["d1", "d2"], ["cats purr", "dogs bark"], metadata=[{"year": 2020}, {"year": 2021}])
-        index.search(["purring cat"], k=10, filter={"year": {"$gte": 2020}})
+        index.search(["purring cat"], k=10, filters={"year": {"$gte": 2020}})
     """
 
     kind = "bm25"
@@ -297,7 +297,7 @@ class BM25Index(BaseIndex):
         queries: Sequence[str],
         k: int = 10,
         *,
-        filter: Mapping[str, Any] | None = None,  # noqa: A002 - the public name of the argument
+        filters: Mapping[str, Any] | None = None,
         ids: Iterable[str] | None = None,
         n_threads: int | None = None,
         show_progress: bool | None = None,
@@ -307,7 +307,7 @@ class BM25Index(BaseIndex):
         Args:
             queries: query strings.
             k: hits per query (at most).
-            filter: metadata conditions (see distilir_index.filters), applied before ranking.
+            filters: metadata conditions (see distilir_index.filters), applied before ranking.
             ids: restrict the search to these document ids.
             n_threads / show_progress: override the index settings for this call.
         """
@@ -326,7 +326,7 @@ class BM25Index(BaseIndex):
             model, docs = self._bm25, self._docs
             if model is None:
                 return out
-            allowed = docs.allowed(filter, ids)
+            allowed = docs.allowed(filters, ids)
             if allowed is not None and len(allowed) == 0:
                 return out
             mask = None

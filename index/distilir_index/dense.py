@@ -143,7 +143,7 @@ class DenseIndex(BaseIndex):
 
         index = DenseIndex(DenseEncoder("all-MiniLM-L6-v2"), index="hnsw")
         index.add(ids, texts, metadata=metas)
-        index.search(["what is BM25?"], k=10, filter={"lang": "en"}, ef_search=128)
+        index.search(["what is BM25?"], k=10, filters={"lang": "en"}, ef_search=128)
         index.save("indexes/my-dense")
         index = DenseIndex.load("indexes/my-dense", mmap=True)
     """
@@ -624,7 +624,7 @@ class DenseIndex(BaseIndex):
         queries: Sequence[str] | np.ndarray,
         k: int = 10,
         *,
-        filter: Mapping[str, Any] | None = None,  # noqa: A002 - the public name of the argument
+        filters: Mapping[str, Any] | None = None,
         ids: Iterable[str] | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
@@ -636,7 +636,7 @@ class DenseIndex(BaseIndex):
         Args:
             queries: query strings (encoded with the index's encoder) or a float32 array [n, d].
             k: hits per query (at most).
-            filter / ids: pre-filter by metadata conditions (distilir_index.filters) and/or ids.
+            filters / ids: pre-filter by metadata conditions (distilir_index.filters) and/or ids.
             ef_search / nprobe / rescore_factor: override the index settings for this call.
             exact: brute force over all (allowed) vectors, whatever the index type.
         """
@@ -648,7 +648,7 @@ class DenseIndex(BaseIndex):
         with self._lock:
             self._materialize()
             docs = self._docs
-            allowed = docs.allowed(filter, ids)
+            allowed = docs.allowed(filters, ids)
             n_pass = len(docs) if allowed is None else len(allowed)
             if n_pass == 0 or self._faiss_index is None:
                 return out

@@ -194,7 +194,7 @@ class HybridIndex(BaseIndex):
     """Searches two indexes and fuses their top-``depth`` lists per query (RRF or convex).
 
     Args:
-        first / second: any two indexes with ``search(queries, k, filter=, ids=) -> list[list[Hit]]``
+        first / second: any two indexes with ``search(queries, k, filters=, ids=) -> list[list[Hit]]``
             (BM25Index, DenseIndex, SparseIndex, another HybridIndex, ...).
         method: ``"rrf"`` (default) or ``"convex"``.
         rrf_k: the RRF constant (default 60).
@@ -210,7 +210,7 @@ class HybridIndex(BaseIndex):
 
         hybrid = HybridIndex(BM25Index(), DenseIndex(DenseEncoder("all-MiniLM-L6-v2")), method="rrf")
         hybrid.add(ids, texts, metadata=metas)
-        hybrid.search(["what lowers blood pressure?"], k=10, filter={"year": {"$gte": 2015}})
+        hybrid.search(["what lowers blood pressure?"], k=10, filters={"year": {"$gte": 2015}})
         hybrid.save("indexes/scifact-hybrid")          # first.gN/ and second.gN/ inside
     """
 
@@ -321,10 +321,10 @@ class HybridIndex(BaseIndex):
         queries: Sequence[Any],
         k: int = 10,
         *,
-        filter: Mapping[str, Any] | None = None,  # noqa: A002 - the public name of the argument
+        filters: Mapping[str, Any] | None = None,
         ids: Iterable[str] | None = None,
     ) -> list[list[Hit]]:
-        """Top-``k`` fused hits per query; ``filter`` and ``ids`` are passed to both indexes, so
+        """Top-``k`` fused hits per query; ``filters`` and ``ids`` are passed to both indexes, so
         fusion only sees documents that pass."""
         k = self.check_k(k)
         if isinstance(queries, (str, bytes)):
@@ -334,8 +334,8 @@ class HybridIndex(BaseIndex):
         if ids is not None:
             ids = list(ids)
         depth = max(self.depth, k)
-        a = self.first.search(queries, k=depth, filter=filter, ids=ids)
-        b = self.second.search(queries, k=depth, filter=filter, ids=ids)
+        a = self.first.search(queries, k=depth, filters=filters, ids=ids)
+        b = self.second.search(queries, k=depth, filters=filters, ids=ids)
         if len(a) != len(queries) or len(b) != len(queries):
             raise IndexError_(
                 f"a sub-index returned {len(a)} and {len(b)} result lists for {len(queries)} queries"

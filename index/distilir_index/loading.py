@@ -281,12 +281,14 @@ class DocumentTable:
 
     # -- reads -----------------------------------------------------------------------------------
     def allowed(
-        self, filter: Mapping[str, Any] | None = None, ids: Iterable[str] | None = None
+        self, filters: Mapping[str, Any] | None = None, ids: Iterable[str] | None = None
     ) -> np.ndarray | None:  # noqa: A002
-        """Live positions passing ``filter`` and among ``ids`` (None: no restriction beyond deletions)."""
+        """Live positions passing ``filters`` and among ``ids`` (None: no restriction beyond deletions)."""
         from distilir_index.filters import allowed_positions
 
-        return allowed_positions(self.metadata, filter, ids=ids, id_to_position=self.position, live=self.live)
+        return allowed_positions(
+            self.metadata, filters, ids=ids, id_to_position=self.position, live=self.live
+        )
 
     def hit(self, position: int, score: float) -> Hit:
         text = self.texts[position] if self.texts is not None else None

@@ -24,7 +24,7 @@ Writes: Lucene segments are immutable here, so ``add``/``delete`` change the doc
 Lucene index is rebuilt from it on the next search or save (seconds for SciFact's 5,183 abstracts:
 Anserini indexes ~2,000 docs/s on one thread). Batch writes between searches.
 
-Filters (``filter=``, ``ids=``) are pre-filters on :class:`LuceneBM25Index`: the allowed documents'
+Filters (``filters=``, ``ids=``) are pre-filters on :class:`LuceneBM25Index`: the allowed documents'
 ids become a Lucene ``TermInSetQuery`` on the ``id`` field, added as a FILTER clause to the BM25
 query, so ``k`` hits come back whenever ``k`` allowed documents match. :class:`LuceneImpactIndex`
 does not take filters (pyserini's impact searcher builds its own query); use
@@ -368,7 +368,7 @@ class LuceneBM25Index(_LuceneBase):
 
         index = LuceneBM25Index()
         index.add(ids, [f"{title} {text}" for title, text in docs], metadata=metas)
-        index.search(["what lowers blood pressure?"], k=10, filter={"year": {"$gte": 2015}})
+        index.search(["what lowers blood pressure?"], k=10, filters={"year": {"$gte": 2015}})
         index.save("indexes/scifact-lucene")       # load_index("indexes/scifact-lucene") reopens it
     """
 
@@ -445,7 +445,7 @@ class LuceneBM25Index(_LuceneBase):
 
     def search(
         self, queries: Sequence[str], k: int = 10, *,
-        filter: Mapping[str, Any] | None = None,  # noqa: A002 - the public name of the argument
+        filters: Mapping[str, Any] | None = None,
         ids: Iterable[str] | None = None, threads: int | None = None,
     ) -> list[list[Hit]]:  # fmt: skip
         """Top-``k`` documents per query by Lucene BM25, best first (only documents matching a term).
@@ -453,7 +453,7 @@ class LuceneBM25Index(_LuceneBase):
         Args:
             queries: query strings (analysed by Lucene).
             k: hits per query (at most).
-            filter / ids: pre-filter by metadata conditions (distilir_index.filters) and/or ids.
+            filters / ids: pre-filter by metadata conditions (distilir_index.filters) and/or ids.
             threads: > 1 searches the batch with pyserini's ``batch_search`` on that many Java threads
                 (default: the index's ``threads``).
         """
@@ -472,7 +472,7 @@ class LuceneBM25Index(_LuceneBase):
             self.refresh()
             if self._searcher is None:
                 return out
-            allowed = self._docs.allowed(filter, ids)
+            allowed = self._docs.allowed(filters, ids)
             if allowed is not None:
                 if len(allowed) == 0:
                     return out
@@ -684,14 +684,14 @@ class LuceneImpactIndex(_LuceneBase):
 
     def search(
         self, queries: Sequence[str | Mapping[str, float]], k: int = 10, *,
-        filter: Mapping[str, Any] | None = None,  # noqa: A002 - the public name of the argument
+        filters: Mapping[str, Any] | None = None,
         ids: Iterable[str] | None = None, threads: int | None = None,
     ) -> list[list[Hit]]:  # fmt: skip
         """Top-``k`` documents per query by the dot product of quantised vectors, best first (only
-        documents sharing a term with the query). ``filter``/``ids`` are not supported (module docs)."""
-        if filter or ids is not None:
+        documents sharing a term with the query). ``filters``/``ids`` are not supported (module docs)."""
+        if filters or ids is not None:
             raise IndexError_(
-                "LuceneImpactIndex does not support filter= or ids= (pyserini's impact searcher builds "
+                "LuceneImpactIndex does not support filters= or ids= (pyserini's impact searcher builds "
                 "its own query); use distilir_index.SparseIndex for filtered learned-sparse search"
             )
         k = self.check_k(k)

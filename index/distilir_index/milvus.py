@@ -172,7 +172,7 @@ class MilvusIndex(BaseIndex):
     Example::
 
         index = MilvusIndex.export("indexes/scifact.db", "scifact", dense=dense_index, sparse=splade_index)
-        index.search(["what lowers blood pressure?"], k=10, mode="hybrid", filter={"year": {"$gte": 2015}})
+        index.search(["what lowers blood pressure?"], k=10, mode="hybrid", filters={"year": {"$gte": 2015}})
         index.save("indexes/scifact-milvus")      # manifest; load_index() reconnects
     """
 
@@ -629,7 +629,7 @@ class MilvusIndex(BaseIndex):
         queries: Any,
         k: int = 10,
         *,
-        filter: Mapping[str, Any] | str | None = None,  # noqa: A002 - the public name of the argument
+        filters: Mapping[str, Any] | str | None = None,
         ids: Iterable[str] | None = None,
         mode: str = "auto",
         depth: int | None = None,
@@ -640,7 +640,7 @@ class MilvusIndex(BaseIndex):
             queries: query strings (encoded with the attached encoders), an [n, d] float array (dense
                 field), or ``{term: weight}`` dicts (sparse field).
             mode: "auto" (hybrid when both encoders are attached), "dense", "sparse" or "hybrid".
-            filter / ids: pre-filter inside Milvus (see :func:`to_milvus_filter`).
+            filters / ids: pre-filter inside Milvus (see :func:`to_milvus_filter`).
             depth: hybrid only -- hits fetched per field before RRF (default: the index's ``depth``,
                 at least ``k``).
         Scores: inner product (dense), dot product (sparse), RRF score (hybrid).
@@ -649,7 +649,9 @@ class MilvusIndex(BaseIndex):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         mode, dense_q, sparse_q = self._encode(queries, mode)
-        return self.search_vectors(dense_q, sparse_q, int(k), filter=filter, ids=ids, mode=mode, depth=depth)
+        return self.search_vectors(
+            dense_q, sparse_q, int(k), filters=filters, ids=ids, mode=mode, depth=depth
+        )
 
     def search_vectors(
         self,
@@ -657,7 +659,7 @@ class MilvusIndex(BaseIndex):
         sparse: Sequence[Mapping[int, float]] | None,
         k: int,
         *,
-        filter: Mapping[str, Any] | str | None = None,  # noqa: A002
+        filters: Mapping[str, Any] | str | None = None,
         ids: Iterable[str] | None = None,
         mode: str = "hybrid",
         depth: int | None = None,
@@ -665,7 +667,7 @@ class MilvusIndex(BaseIndex):
         """Search with already encoded queries: ``dense`` [n, d] and/or ``sparse`` (column -> weight
         rows, columns of :attr:`vocabulary`)."""
         pymilvus = _pymilvus()
-        expr = to_milvus_filter(filter, list(ids) if ids is not None else None)
+        expr = to_milvus_filter(filters, list(ids) if ids is not None else None)
         out_fields = ["text", "$meta"] if self.store_text else ["$meta"]
         n = len(dense) if dense is not None else len(sparse or [])
         if n == 0:

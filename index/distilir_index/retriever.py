@@ -175,7 +175,7 @@ class Retriever:
             ids = [str(i) for i in ids]
         if not queries:
             return []
-        results = self.index.search(queries, k=k, filter=filters or None, ids=ids)
+        results = self.index.search(queries, k=k, filters=filters or None, ids=ids)
         if len(results) != len(queries):  # a broken index must not silently misalign answers
             raise IndexError_(
                 f"{type(self.index).__name__}.search returned {len(results)} result lists for "

@@ -78,7 +78,7 @@ class SparseIndex(BaseIndex):
 
         index = SparseIndex(SparseEncoder("splade-tiny"))
         index.add(ids, texts, metadata=metas)
-        index.search(["what lowers blood pressure?"], k=10, filter={"year": {"$gte": 2015}})
+        index.search(["what lowers blood pressure?"], k=10, filters={"year": {"$gte": 2015}})
         index.save("indexes/scifact-splade")
         index = SparseIndex.load("indexes/scifact-splade")      # rebuilds the encoder from the manifest
 
@@ -430,7 +430,7 @@ class SparseIndex(BaseIndex):
         queries: Sequence[str | Mapping[str, float]],
         k: int = 10,
         *,
-        filter: Mapping[str, Any] | None = None,  # noqa: A002 - the public name of the argument
+        filters: Mapping[str, Any] | None = None,
         ids: Iterable[str] | None = None,
     ) -> list[list[Hit]]:
         """Top-``k`` documents per query by exact sparse dot product, best first.
@@ -439,7 +439,7 @@ class SparseIndex(BaseIndex):
             queries: query strings (encoded with the index's encoder) and/or ``{term: weight}`` dicts
                 (terms no document has are ignored).
             k: hits per query; ``min(k, documents passing)`` come back (see the module docstring).
-            filter / ids: pre-filter by metadata conditions (distilir_index.filters) and/or ids.
+            filters / ids: pre-filter by metadata conditions (distilir_index.filters) and/or ids.
         """
         k = self.check_k(k)
         q = self._query_matrix(queries)  # encoding runs outside the lock
@@ -450,7 +450,7 @@ class SparseIndex(BaseIndex):
             self._query_count += q.shape[0]
             self._query_terms += int(q.nnz)
             docs = self._docs
-            allowed = docs.allowed(filter, ids)
+            allowed = docs.allowed(filters, ids)
             n_pass = len(docs) if allowed is None else len(allowed)
             if n_pass == 0:
                 return out

@@ -95,12 +95,12 @@ def test_filters_and_ids_are_prefilters():
         keep = compile_filter(spec)
         expected = sorted((d for d in full if keep(metas[d])), key=lambda d: -full[d])
         for k in (1, 2, 10):
-            hits = index.search(["cat dog night fish"], k=k, filter=spec)[0]
+            hits = index.search(["cat dog night fish"], k=k, filters=spec)[0]
             assert [h.id for h in hits] == expected[:k]
             assert all(keep(h.metadata) for h in hits)
             assert [h.score for h in hits] == pytest.approx([full[d] for d in expected[:k]])
     assert [h.id for h in index.search(["cat"], k=5, ids=["d5", "d2", "nope"])[0]] == ["d2", "d5"]
-    assert index.search(["cat"], k=5, filter={"n": 99}) == [[]]
+    assert index.search(["cat"], k=5, filters={"n": 99}) == [[]]
 
 
 def test_add_delete_equal_fresh_index():

@@ -132,7 +132,7 @@ def test_filters_return_the_filtered_top_k(kind):
         ({"group": 1, "year": 2001}, np.flatnonzero((meta_group == 1) & (meta_year == 2001))),  # ~23 docs
     ]
     for spec, allowed in cases:
-        hits = index.search(XQ, k=10, filter=spec)
+        hits = index.search(XQ, k=10, filters=spec)
         order, _ = exact_topk(XQ, XB, 10, allowed)
         assert all(len(hs) == min(10, len(allowed)) for hs in hits)
         assert all(set(p) <= set(allowed.tolist()) for p in positions(hits))
@@ -173,14 +173,14 @@ def test_add_delete_compact(kind, truth10):
 def test_save_load_roundtrip(kind, tmp_path):
     index = build(kind)
     index.delete(["doc1", "doc2"])
-    before = index.search(XQ, k=10, filter={"group": {"$in": [1, 2, 3, 4]}})
+    before = index.search(XQ, k=10, filters={"group": {"$in": [1, 2, 3, 4]}})
     index.save(tmp_path / "ix")
     manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
     assert manifest["kind"] == "dense" and manifest["corpus"]["count"] == N - 2
     assert manifest["settings"]["factory"] == index.factory and manifest["encoder"] is None
     for mmap in (False, True):
         loaded = DenseIndex.load(tmp_path / "ix", mmap=mmap)
-        after = loaded.search(XQ, k=10, filter={"group": {"$in": [1, 2, 3, 4]}})
+        after = loaded.search(XQ, k=10, filters={"group": {"$in": [1, 2, 3, 4]}})
         assert [[(h.id, h.score, dict(h.metadata)) for h in hs] for hs in after] == [
             [(h.id, h.score, dict(h.metadata)) for h in hs] for hs in before
         ]

@@ -186,7 +186,7 @@ def test_filters_pass_through_to_both(prefixed):
     allowed = np.array(
         [m["year"] in (2012, 2015) and i < 200 and i not in (1, 3) for i, m in enumerate(meta)]
     )
-    got = hybrid.search(_hybrid_queries(views), k=10, filter=flt, ids=subset)
+    got = hybrid.search(_hybrid_queries(views), k=10, filters=flt, ids=subset)
     ref = _reference(ids, views, allowed, depth=20, k=10, method="rrf")
     for hits, expected in zip(got, ref, strict=True):
         assert len(hits) == 10

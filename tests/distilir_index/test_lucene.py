@@ -85,7 +85,7 @@ def test_batch_search_with_threads_equals_sequential(scifact):
 
 def test_filter_is_a_prefilter(scifact):
     qs = scifact["queries"][:10]
-    filtered = scifact["lucene"].search(qs, k=10, filter={"half": 1})
+    filtered = scifact["lucene"].search(qs, k=10, filters={"half": 1})
     unfiltered = scifact["lucene"].search(qs, k=1000)
     for f, u in zip(filtered, unfiltered, strict=True):
         assert len(f) == 10 and all(h.metadata["half"] == 1 for h in f)
@@ -181,4 +181,4 @@ def test_impact_save_load_and_errors(impact, tmp_path):
     with pytest.raises(ValueError, match="no encoder"):
         index.search(["a text query"])
     with pytest.raises(Exception, match="does not support filter"):
-        index.search(queries[:1], filter={"a": 1})
+        index.search(queries[:1], filters={"a": 1})

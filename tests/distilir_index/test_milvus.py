@@ -89,8 +89,8 @@ def test_hybrid_rrf_equals_hybrid_index_fusion(milvus, data):
 
 def test_filters_run_inside_milvus_like_our_prefilter(milvus, data):
     spec = {"year": {"$gte": 2003}, "lang": ["en"]}
-    got = milvus.search(data["queries"], k=10, filter=spec)
-    want = data["dense"].search(data["queries"], k=10, filter=spec)
+    got = milvus.search(data["queries"], k=10, filters=spec)
+    want = data["dense"].search(data["queries"], k=10, filters=spec)
     assert ranked(got) == ranked(want)
     assert ranked(milvus.search(data["queries"][:2], k=3, ids=["d1", "d2", "d3"])) == ranked(
         data["dense"].search(data["queries"][:2], k=3, ids=["d1", "d2", "d3"])
@@ -129,7 +129,7 @@ def test_bad_input_errors(milvus, data, tmp_path):
     with pytest.raises(ValueError, match="query strings need an encoder"):
         milvus.search(["a text query"])
     with pytest.raises(IndexError_, match="no Milvus translation"):
-        milvus.search(data["queries"], filter={"year": {"$exists": True}})
+        milvus.search(data["queries"], filters={"year": {"$exists": True}})
     with pytest.raises(ValueError, match="needs a dense field"):
         MilvusIndex(tmp_path / "x.db", "empty")
     with pytest.raises(ValueError, match="collection must be a name"):

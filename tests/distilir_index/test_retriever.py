@@ -154,7 +154,7 @@ def test_filters_and_ids_restrict_the_search(request, which, corpus, queries):
     retriever = request.getfixturevalue(which)
     hits = retriever.search(queries[0], k=5, filters={"even": True, "n": {"$gte": 10}})
     assert hits and all(h.metadata["even"] and h.metadata["n"] >= 10 for h in hits)
-    assert hits == retriever.index.search([queries[0]], k=5, filter={"even": True, "n": {"$gte": 10}})[0]
+    assert hits == retriever.index.search([queries[0]], k=5, filters={"even": True, "n": {"$gte": 10}})[0]
     allowed = [d[0] for d in corpus[:8]]
     hits = retriever.search(queries[1], k=20, ids=allowed)
     assert {h.id for h in hits} <= set(allowed)

@@ -97,7 +97,7 @@ def test_filters_and_deletes_equal_brute_force(synthetic):
 
     flt = {"year": {"$gte": 2007}, "lang": "en"}
     passes = np.array([m["year"] >= 2007 and m["lang"] == "en" for m in meta]) & live
-    got = index.search(queries, k=10, filter=flt)
+    got = index.search(queries, k=10, filters=flt)
     assert_same(got, brute_force(scores, passes, 10), ids)
     assert all(h.metadata["year"] >= 2007 and h.metadata["lang"] == "en" for hs in got for h in hs)
 
@@ -134,7 +134,7 @@ def test_save_load_round_trip(synthetic, tmp_path):
         ["extra"], ["a stored text"], weights=[{"t5": 2.0, "brand-new-term": 1.0}], metadata=[{"year": 1999}]
     )
     index.delete(ids[:100])
-    before = index.search(queries, k=10, filter={"lang": "de"})
+    before = index.search(queries, k=10, filters={"lang": "de"})
     out = index.save(tmp_path / "idx")
     manifest = read_manifest(out, kind="sparse")
     assert manifest["encoder"] is None and manifest["corpus"]["count"] == len(ids) - 100 + 1
@@ -143,7 +143,7 @@ def test_save_load_round_trip(synthetic, tmp_path):
 
     loaded = SparseIndex.load(out)
     assert len(loaded) == len(index) and loaded.encoder is None
-    after = loaded.search(queries, k=10, filter={"lang": "de"})
+    after = loaded.search(queries, k=10, filters={"lang": "de"})
     assert [[(h.id, h.score, h.metadata) for h in hs] for hs in after] == [
         [(h.id, h.score, h.metadata) for h in hs] for hs in before
     ]
@@ -288,7 +288,7 @@ def test_splade_search_equals_brute_force(splade, splade_index, scifact_slice):
 
     run = {q: {h.id: h.score for h in hs} for q, hs in zip(queries, hits, strict=True)}
     assert ir_measures.calc_aggregate([ir_measures.RR @ 10], qrels, run)[ir_measures.RR @ 10] > 0.5
-    filtered = splade_index.search(qtexts[:5], k=10, filter={"half": 1})
+    filtered = splade_index.search(qtexts[:5], k=10, filters={"half": 1})
     assert all(len(hs) == 10 and all(ids.index(h.id) >= 100 for h in hs) for hs in filtered)
 
     s = splade_index.stats(qtexts)
