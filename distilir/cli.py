@@ -78,7 +78,12 @@ def cmd_eval(args) -> int:
     else:
         config = _first_stage_config(args)
         run = retrieve(
-            ds, args.split, config, k=args.k, drop_self=conv.ignore_identical_ids, cache_dir=args.cache_dir
+            ds,
+            args.split,
+            config,
+            k=args.depth,
+            drop_self=conv.ignore_identical_ids,
+            cache_dir=args.cache_dir,
         )
         system = config.retriever + (f" ({config.model})" if config.retriever != "bm25" else "")
     if args.save_run:
@@ -325,7 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test")
     _add_retriever_flags(ev)
     ev.add_argument("--run", default=None, help="evaluate this TREC run file instead of retrieving")
-    ev.add_argument("--k", type=int, default=1000, help="hits per query (default 1000)")
+    ev.add_argument(
+        "--depth",
+        "--k",
+        dest="depth",
+        type=int,
+        default=1000,
+        help="hits retrieved per query (default 1000); the same word as candidates/teach --depth",
+    )
     ev.add_argument("--measures", nargs="+", default=None, help="ir_measures names (default: the dataset's)")
     ev.add_argument("--save-run", default=None, help="write the run as a TREC file")
     ev.add_argument("--per-query", default=None, help="write per-query results as JSON")
@@ -336,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--dataset", required=True)
     ca.add_argument("--split", default="train")
     _add_retriever_flags(ca)
-    ca.add_argument("--depth", type=int, default=100)
+    ca.add_argument("--depth", type=int, default=100, help="candidates retrieved per query (default 100)")
     ca.add_argument("--window", type=int, nargs=2, default=None, metavar=("START", "END"))
     ca.add_argument("--positives", default="keep", choices=["keep", "include", "exclude"])
     ca.add_argument("--sample-size", type=int, default=None)

@@ -37,10 +37,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from distilir.teachers.base import TeacherError, teacher_fingerprint
-from distilir.teachers.store import StoreError, TeacherStore, batch_rows
+from distilir.teachers.store import StoreError, TeacherStore
 
 __all__ = ["RayScoringError", "score_with_ray"]
 
@@ -229,30 +227,19 @@ def _run(
         if teacher_fingerprint(description) != first["fingerprint"]:  # pragma: no cover - defensive
             raise RayScoringError("the teacher config did not survive serialisation unchanged; report this")
         with TeacherStore.open(store_path, description, candidate_source=candidate_source) as store:
-            todo, skipped = store._plan(queries, docs, candidates)
-            qids = list(todo)
-            batches = [qids[i : i + batch_queries] for i in range(0, len(qids), batch_queries)]
-            total = sum(len(pending) for _, pending in todo.values())
-            scored = shards = 0
-            items = [
-                (b, [todo[q][0][0] for q in batch], [[t for (_, _, _, t) in todo[q][1]] for q in batch])
-                for b, batch in enumerate(batches)
-            ]
             pool = ActorPool(actors)
-            with tqdm(total=total, desc=f"scoring with {first['name']} on {n} Ray actors", unit="pair",
-                      disable=not progress) as bar:  # fmt: skip
-                for batch_id, results in pool.map_unordered(lambda a, item: a.score.remote(*item), items):
-                    rows = batch_rows(batches[batch_id], todo, results)
-                    try:
-                        store._commit(rows)
-                    except BaseException:
-                        store._reload()  # the disk is the truth (a shard that landed is adopted)
-                        raise
-                    scored += len(rows["qid"])
-                    shards += 1
-                    bar.update(len(rows["qid"]))
+            counts = store.score(
+                description,
+                queries,
+                docs,
+                candidates,
+                batch_queries=batch_queries,
+                progress=progress,
+                scorer=lambda items: pool.map_unordered(lambda a, item: a.score.remote(*item), items),
+                label=f"{first['name']} on {n} Ray actors",
+            )
             fingerprint = store.fingerprint
     finally:
         for a in actors:
             ray.kill(a)
-    return {"scored": scored, "skipped": skipped, "shards": shards, "workers": n, "fingerprint": fingerprint}
+    return {**counts, "workers": n, "fingerprint": fingerprint}

@@ -58,7 +58,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,11 @@ def batch_rows(
             rows["score"].append(score)
             rows["rank"].append(rank)
     return rows
+
+
+#: How :meth:`TeacherStore.score` has batches scored: ``[(batch_index, query_texts, document_lists)]``
+#: in, ``(batch_index, scores)`` out, in any order.
+Scorer = Callable[[list[tuple[int, list[str], list[list[str]]]]], Iterable[tuple[int, Any]]]
 
 
 class TeacherStore:
@@ -483,6 +488,8 @@ class TeacherStore:
         *,
         batch_queries: int = 16,
         progress: bool = True,
+        scorer: Scorer | None = None,
+        label: str | None = None,
     ) -> dict[str, int]:
         """Score every candidate pair not stored yet and store it, one shard per batch of queries.
 
@@ -493,6 +500,11 @@ class TeacherStore:
             candidates: ``{qid: [docid, ...]}`` in first-stage order (the order gives ``rank``).
             batch_queries: queries per teacher call and per shard; a kill loses at most one batch.
             progress: tqdm bar over pairs.
+            scorer: how batches are scored: a callable taking ``[(batch_index, query_texts,
+                document_lists), ...]`` and yielding ``(batch_index, scores)`` in any order as they
+                finish (the Ray driver passes its actor pool); default: ``teacher.score_many`` on
+                each batch in turn, lazily, so a kill loses at most one batch.
+            label: what the progress bar says is scoring (default: the teacher's name).
 
         Every id is checked before anything is scored: unknown query or document ids, and ids whose
         text differs from the text already stored under that id, raise :class:`StoreError` and leave
@@ -515,13 +527,20 @@ class TeacherStore:
         total = sum(len(pending) for _, pending in todo.values())
         scored = shards = 0
         qids = list(todo)
-        with tqdm(total=total, desc=f"scoring with {teacher.name}", unit="pair", disable=not progress) as bar:
-            for start in range(0, len(qids), batch_queries):
-                batch = qids[start : start + batch_queries]
-                q_texts = [todo[q][0][0] for q in batch]
-                d_lists = [[text for (_, _, _, text) in todo[q][1]] for q in batch]
-                results = teacher.score_many(q_texts, d_lists)
-                rows = batch_rows(batch, todo, results)
+        batches = [qids[i : i + batch_queries] for i in range(0, len(qids), batch_queries)]
+        items = [
+            (b, [todo[q][0][0] for q in batch], [[t for (_, _, _, t) in todo[q][1]] for q in batch])
+            for b, batch in enumerate(batches)
+        ]
+        if scorer is None:
+
+            def scorer(items: list[tuple[int, list[str], list[list[str]]]]) -> Iterator[tuple[int, Any]]:
+                return ((b, teacher.score_many(q, d)) for b, q, d in items)
+
+        desc = f"scoring with {label or teacher.name}"
+        with tqdm(total=total, desc=desc, unit="pair", disable=not progress) as bar:
+            for batch_id, results in scorer(items):
+                rows = batch_rows(batches[batch_id], todo, results)
                 try:
                     self._commit(rows)
                 except BaseException:
