@@ -57,121 +57,40 @@ import contextlib
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from distilir.io import producer, sha256_file, write_atomic
-from distilir.teachers.base import Teacher, TeacherError, teacher_fingerprint, text_hash
-from distilir.types import Qrels, Run
+from distilir.teachers.base import Teacher, teacher_fingerprint, text_hash
+from distilir.teachers.store_exports import StoreExports
+from distilir.teachers.store_format import (
+    COLUMNS,
+    FORMAT,
+    LOCK,
+    MANIFEST,
+    PARTIAL,
+    SHARD,
+    StoreError,
+    batch_rows,
+    now,
+    shard_schema,
+    text_of,
+)
+from distilir.types import Run
 
-__all__ = ["FORMAT", "StoreError", "TeacherStore"]
+__all__ = ["FORMAT", "Scorer", "StoreError", "TeacherStore", "batch_rows"]
 
 logger = logging.getLogger(__name__)
-
-FORMAT = "distilir-teacher-scores/1"
-MANIFEST = "manifest.json"
-LOCK = ".lock"
-_SHARD = re.compile(r"^shard-(\d{5,})\.parquet$")
-_PARTIAL = re.compile(r"^\..+\.partial$")
-
-COLUMNS = {
-    "qid": "query id (string)",
-    "qhash": "sha256 of the UTF-8 query text, first 16 hex characters",
-    "docid": "document id (string)",
-    "dhash": "sha256 of the UTF-8 document text the teacher read, first 16 hex characters",
-    "score": "teacher score (float64) in the unit of score_type; higher is more relevant",
-    "rank": "1-based position of the document in the candidate list it was scored with (int32)",
-}
-
-
-class StoreError(TeacherError):
-    """A store that cannot be opened or written as asked; the message says what to do."""
-
-
-def _schema(fingerprint: str, shard: int) -> Any:
-    import pyarrow as pa
-
-    schema = pa.schema(
-        [
-            ("qid", pa.string()),
-            ("qhash", pa.string()),
-            ("docid", pa.string()),
-            ("dhash", pa.string()),
-            ("score", pa.float64()),
-            ("rank", pa.int32()),
-        ]
-    )
-    return schema.with_metadata(
-        {
-            b"distilir.format": FORMAT.encode(),
-            b"distilir.teacher_fingerprint": fingerprint.encode(),
-            b"distilir.shard": str(shard).encode(),
-        }
-    )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _text_of(value: Any, what: str, key: str) -> str:
-    """Accept plain strings, ``distilir.types.Document`` (its ``full_text``) and ``Query`` (``text``)."""
-    if isinstance(value, str):
-        return value
-    full = getattr(value, "full_text", None)
-    if isinstance(full, str):
-        return full
-    text = getattr(value, "text", None)
-    if isinstance(text, str):
-        return text
-    raise StoreError(f"{what} {key!r} is a {type(value).__name__}; expected a str (or a Query/Document)")
-
-
-def batch_rows(
-    batch: Sequence[str], todo: Mapping[str, Any], results: Sequence[Sequence[float]]
-) -> dict[str, list[Any]]:
-    """The shard rows of one scored batch of queries, the teacher's output checked first (one score
-    per pending document, all finite): ``todo`` is :meth:`TeacherStore._plan`'s plan, ``results``
-    the teacher's score lists in ``batch`` order. Shared by :meth:`TeacherStore.score` and the Ray
-    driver (``distilir.teachers.ray_scoring``), which commits rows its replicas computed."""
-    if len(results) != len(batch):
-        raise StoreError(
-            f"the teacher returned {len(results)} score lists for a batch of {len(batch)} queries"
-        )
-    rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-    for qid, res in zip(batch, results, strict=True):
-        (_, qh), pending = todo[qid]
-        if len(res) != len(pending):
-            raise StoreError(
-                f"teacher returned {len(res)} scores for {len(pending)} documents of query {qid!r}"
-            )
-        arr = np.asarray(res, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise StoreError(
-                f"teacher returned NaN/inf scores for query {qid!r}; nothing of this batch was stored"
-            )
-        for (docid, dh, rank, _), score in zip(pending, arr.tolist(), strict=True):
-            rows["qid"].append(qid)
-            rows["qhash"].append(qh)
-            rows["docid"].append(docid)
-            rows["dhash"].append(dh)
-            rows["score"].append(score)
-            rows["rank"].append(rank)
-    return rows
-
 
 #: How :meth:`TeacherStore.score` has batches scored: ``[(batch_index, query_texts, document_lists)]``
 #: in, ``(batch_index, scores)`` out, in any order.
 Scorer = Callable[[list[tuple[int, list[str], list[list[str]]]]], Iterable[tuple[int, Any]]]
 
 
-class TeacherStore:
+class TeacherStore(StoreExports):
     """Teacher scores of (query, document) pairs on disk; see the module docstring for the format.
 
     Open with :meth:`open` (``TeacherStore.open(path, teacher)`` to write, ``TeacherStore.open(path)``
@@ -271,7 +190,7 @@ class TeacherStore:
     @staticmethod
     def _new_manifest(teacher: Teacher, fingerprint: str) -> dict[str, Any]:
         config = json.loads(json.dumps(teacher.get_config_dict(), default=str))
-        now = _now()
+        created = now()
         return {
             "format": FORMAT,
             "teacher": {
@@ -287,8 +206,8 @@ class TeacherStore:
             "score_type": teacher.score_type,
             "normalization": config.get("normalization"),
             "candidates": [],
-            "created": now,
-            "updated": now,
+            "created": created,
+            "updated": created,
             "counts": {"queries": 0, "pairs": 0, "shards": 0},
             "shards": [],
             "columns": dict(COLUMNS),
@@ -360,7 +279,7 @@ class TeacherStore:
             self.path / f for f in self._extra
         ]
         if not files:
-            return _schema(self.fingerprint, 0).empty_table()
+            return shard_schema(self.fingerprint, 0).empty_table()
         return pa.concat_tables([pq.read_table(f) for f in files]).replace_schema_metadata(None)
 
     def verify(self) -> None:
@@ -383,8 +302,8 @@ class TeacherStore:
                     "(files deleted by hand?). Restore the file or start a new store."
                 )
         on_disk = sorted(
-            (p.name for p in self.path.iterdir() if _SHARD.match(p.name)) if self.path.is_dir() else [],
-            key=lambda n: int(_SHARD.match(n).group(1)),  # type: ignore[union-attr]
+            (p.name for p in self.path.iterdir() if SHARD.match(p.name)) if self.path.is_dir() else [],
+            key=lambda n: int(SHARD.match(n).group(1)),  # type: ignore[union-attr]
         )
         orphans = [n for n in on_disk if n not in set(listed)]
         self._extra: list[str] = []
@@ -445,18 +364,18 @@ class TeacherStore:
     # ------------------------------------------------------------------ writing
     def _cleanup_partials(self) -> None:
         for p in self.path.iterdir():
-            if _PARTIAL.match(p.name):
+            if PARTIAL.match(p.name):
                 p.unlink(missing_ok=True)
 
     def _write_manifest(self) -> None:
-        self._manifest["updated"] = _now()
+        self._manifest["updated"] = now()
         self._refresh_counts()
         blob = json.dumps(self._manifest, indent=2, sort_keys=True) + "\n"
         write_atomic(self.path / MANIFEST, lambda tmp: tmp.write_text(blob, encoding="utf-8"))
 
     def _next_shard(self) -> int:
-        used = [int(_SHARD.match(s["file"]).group(1)) for s in self._manifest["shards"]]  # type: ignore[union-attr]
-        used += [int(_SHARD.match(p.name).group(1)) for p in self.path.iterdir() if _SHARD.match(p.name)]  # type: ignore[union-attr]
+        used = [int(SHARD.match(s["file"]).group(1)) for s in self._manifest["shards"]]  # type: ignore[union-attr]
+        used += [int(SHARD.match(p.name).group(1)) for p in self.path.iterdir() if SHARD.match(p.name)]  # type: ignore[union-attr]
         return max(used, default=-1) + 1
 
     def _commit(self, rows: dict[str, list[Any]]) -> None:
@@ -465,7 +384,7 @@ class TeacherStore:
 
         index = self._next_shard()
         name = f"shard-{index:05d}.parquet"
-        table = pa.Table.from_pydict(rows, schema=_schema(self.fingerprint, index))
+        table = pa.Table.from_pydict(rows, schema=shard_schema(self.fingerprint, index))
         write_atomic(self.path / name, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
         # The shard has landed: from here on it counts as stored (a crash now is recovered on open).
         self._index_rows(rows)
@@ -591,7 +510,7 @@ class TeacherStore:
         for qid, doc_ids in candidates.items():
             if isinstance(doc_ids, str):
                 raise StoreError(f"candidates[{qid!r}] is a string; expected a list of document ids")
-            q_text = _text_of(queries[qid], "query", qid)
+            q_text = text_of(queries[qid], "query", qid)
             qh = text_hash(q_text)
             if self._qhash.get(qid, qh) != qh:
                 q_conflicts.append(qid)
@@ -603,7 +522,7 @@ class TeacherStore:
                     continue
                 seen.add(docid)
                 if docid not in dhash:
-                    dtext[docid] = _text_of(docs[docid], "document", docid)
+                    dtext[docid] = text_of(docs[docid], "document", docid)
                     dhash[docid] = text_hash(dtext[docid])
                     if self._dhash.get(docid, dhash[docid]) != dhash[docid]:
                         d_conflicts.append(docid)
@@ -621,184 +540,6 @@ class TeacherStore:
                 "unchanged)."
             )
         return todo, skipped
-
-    # ------------------------------------------------------------------ exports
-    def iter_lists(
-        self,
-        queries: Mapping[str, Any],
-        docs: Mapping[str, Any],
-        candidates: Mapping[str, Sequence[str]] | None = None,
-        *,
-        missing: str = "error",
-    ) -> Iterator[dict[str, Any]]:
-        """Per query, its scored list: ``{"qid", "query", "doc_ids", "docs", "scores"}``.
-
-        Lists follow ``candidates`` (their order, duplicates dropped); with ``candidates=None``, every
-        stored query that is in ``queries``, its documents in stored candidate order. ``missing``:
-        ``"error"`` (a candidate without a stored score raises) or ``"skip"`` (it is left out; lists
-        left empty are not yielded). Texts are checked against the stored hashes."""
-        if missing not in ("error", "skip"):
-            raise StoreError(f"missing must be 'error' or 'skip', got {missing!r}")
-        if candidates is None:
-            candidates = {q: list(self.get(q)) for q in self._scores if q in queries}
-        for qid, doc_ids in candidates.items():
-            if qid not in queries:
-                raise StoreError(
-                    f"query {qid!r} of the candidates is not in queries; pass the queries that were scored"
-                )
-            stored = self._scores.get(qid, {})
-            ids = [d for d in dict.fromkeys(doc_ids) if d in stored]
-            if missing == "error" and len(ids) != len(set(doc_ids)):
-                absent = [d for d in dict.fromkeys(doc_ids) if d not in stored]
-                raise StoreError(
-                    f"query {qid!r}: {len(absent)} candidate(s) have no stored score (e.g. {absent[:3]}); "
-                    "run store.score(...) for them first, or pass missing='skip'."
-                )
-            if not ids:
-                continue
-            q_text = _text_of(queries[qid], "query", qid)
-            if text_hash(q_text) != self._qhash[qid]:
-                raise StoreError(
-                    f"query {qid!r} has another text than the one scored; the collection changed"
-                )
-            texts = []
-            for d in ids:
-                if d not in docs:
-                    raise StoreError(
-                        f"document {d!r} (query {qid!r}) is not in docs; pass the scored collection"
-                    )
-                t = _text_of(docs[d], "document", d)
-                if text_hash(t) != self._dhash[d]:
-                    raise StoreError(
-                        f"document {d!r} has another text than the one scored; the collection changed"
-                    )
-                texts.append(t)
-            yield {
-                "qid": qid,
-                "query": q_text,
-                "doc_ids": ids,
-                "docs": texts,
-                "scores": [stored[d] for d in ids],
-            }
-
-    def to_sentence_transformers(
-        self,
-        queries: Mapping[str, Any],
-        docs: Mapping[str, Any],
-        candidates: Mapping[str, Sequence[str]] | None = None,
-        *,
-        n_docs: int | None = None,
-        qrels: Qrels | None = None,
-    ) -> Any:
-        """A ``datasets.Dataset`` for sentence-transformers' distillation losses.
-
-        Columns ``query, positive, negative_1, ..., negative_{n-1}, scores``, where ``scores`` is the
-        list of the teacher's scores in column order ``[T(q, positive), T(q, negative_1), ...]`` — the
-        label layout ``MarginMSELoss`` (list form) and ``DistillKLDivLoss`` accept (a column named
-        ``scores`` is a label column for sentence-transformers). The positive is the candidate with
-        the highest qrels grade (ties: the higher teacher score) when ``qrels`` are given (queries
-        with no judged-relevant candidate are dropped), else the teacher's top document; negatives
-        are the other candidates in candidate order. ``n_docs`` (positive + negatives) defaults to
-        the shortest list; lists shorter than ``n_docs`` are dropped (logged)."""
-        from datasets import Dataset
-
-        rows = list(self._positive_first(queries, docs, candidates, qrels))
-        if not rows:
-            raise StoreError("no query has a scored list to export (check candidates / qrels)")
-        width = n_docs or min(len(r[1]) for r in rows)
-        if width < 2:
-            raise StoreError(f"n_docs must be >= 2 (a positive and a negative), got {width}")
-        kept = [r for r in rows if len(r[1]) >= width]
-        if len(kept) < len(rows):
-            logger.warning(
-                "to_sentence_transformers: %d list(s) shorter than n_docs=%d were dropped",
-                len(rows) - len(kept),
-                width,
-            )
-        data: dict[str, list[Any]] = {"query": [r[0] for r in kept], "positive": [r[1][0] for r in kept]}
-        for j in range(1, width):
-            data[f"negative_{j}"] = [r[1][j] for r in kept]
-        data["scores"] = [list(r[2][:width]) for r in kept]
-        return Dataset.from_dict(data)
-
-    def _positive_first(
-        self, queries: Mapping[str, Any], docs: Mapping[str, Any], candidates: Any, qrels: Qrels | None
-    ) -> Iterator[tuple[str, list[str], list[float], list[str], int]]:
-        """(query, texts, scores, doc_ids, n_pos) per list with the positive(s) first."""
-        for item in self.iter_lists(queries, docs, candidates):
-            ids, scores = item["doc_ids"], item["scores"]
-            if qrels is not None:
-                grades = qrels.get(item["qid"], {})
-                rel = [j for j, d in enumerate(ids) if grades.get(d, 0) > 0]
-                if not rel:
-                    continue
-                rel.sort(key=lambda j: (-grades[ids[j]], -scores[j]))
-            else:
-                rel = [int(np.argmax(scores))]
-            order = rel + [j for j in range(len(ids)) if j not in set(rel)]
-            yield (
-                item["query"],
-                [item["docs"][j] for j in order],
-                [scores[j] for j in order],
-                [ids[j] for j in order],
-                len(rel),
-            )
-
-    def to_flag_embedding_jsonl(
-        self,
-        path: str | os.PathLike[str],
-        queries: Mapping[str, Any],
-        docs: Mapping[str, Any],
-        candidates: Mapping[str, Sequence[str]] | None = None,
-        *,
-        qrels: Qrels | None = None,
-        n_negatives: int | None = None,
-    ) -> Path:
-        """Write FlagEmbedding's fine-tuning JSONL with teacher scores, one line per query:
-        ``{"query", "pos": [...], "neg": [...], "pos_scores": [...], "neg_scores": [...]}``.
-
-        Positives: every judged-relevant candidate when ``qrels`` are given (queries without one are
-        left out), else the teacher's top document. Negatives: the other candidates in candidate order
-        (the first ``n_negatives`` if given). Written atomically."""
-        path = Path(path)
-        lines = []
-        for query, texts, scores, _, n_pos in self._positive_first(queries, docs, candidates, qrels):
-            neg_end = len(texts) if n_negatives is None else n_pos + n_negatives
-            lines.append(
-                json.dumps(
-                    {
-                        "query": query,
-                        "pos": texts[:n_pos],
-                        "neg": texts[n_pos:neg_end],
-                        "pos_scores": scores[:n_pos],
-                        "neg_scores": scores[n_pos:neg_end],
-                    },
-                    ensure_ascii=False,
-                )
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(
-            path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        )
-        return path
-
-    def to_trec_run(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        tag: str = "distilir-teacher",
-        k: int | None = None,
-        qids: Iterable[str] | None = None,
-    ) -> Path:
-        """Write a TREC run file with :func:`distilir.data.trec.write_run` (queries in id order, ranks
-        by ``sorted_ranking``, at most ``k`` per query), atomically."""
-        from distilir.data.trec import write_run
-
-        if not re.fullmatch(r"\S+", tag):
-            raise StoreError(f"tag must be one word without spaces, got {tag!r}")
-        chosen = list(qids) if qids is not None else list(self._scores)
-        run = {q: self._scores[q] for q in chosen if self._scores.get(q)}
-        return write_run(run, path, tag=tag, depth=k)
 
     def __repr__(self) -> str:
         mode = "rw" if self.writable else "r"
