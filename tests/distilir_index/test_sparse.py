@@ -175,7 +175,7 @@ def test_public_surface():
     import distilir_index.sparse_encoder as encoder_module
 
     assert sparse_module.__all__ == ["SparseIndex"]
-    assert encoder_module.__all__ == ["DEFAULT_SPARSE_MODEL", "SparseEncoder"]
+    assert encoder_module.__all__ == ["DEFAULT_SPARSE_MODEL", "SparseEncoder", "use_fast_pooling"]
 
 
 def test_bad_input(synthetic):
