@@ -108,6 +108,12 @@ class BaseIndex:
 
     kind: ClassVar[str] = ""
     help: ClassVar[str] = ""
+    #: The query/document encoder of model-backed kinds (dense, sparse); None for BM25 and fusions.
+    encoder: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        """What the index is (kind, settings, counts); every kind adds its own."""
+        return {"kind": self.kind}
 
     @classmethod
     def from_settings(cls, **settings: Any) -> BaseIndex:

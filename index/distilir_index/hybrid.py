@@ -229,7 +229,7 @@ class HybridIndex(BaseIndex):
         depth: int = 100,
     ) -> None:
         for name, index in (("first", first), ("second", second)):
-            if not callable(getattr(index, "search", None)):
+            if not isinstance(index, BaseIndex):
                 raise TypeError(
                     f"{name} must be an index with a search() method (BM25Index, DenseIndex, "
                     f"SparseIndex, ...), got {type(index).__name__}"
@@ -273,8 +273,7 @@ class HybridIndex(BaseIndex):
         """Fusion settings plus each sub-index's own description."""
         parts = {}
         for name, index in (("first", self.first), ("second", self.second)):
-            describe = getattr(index, "describe", None)
-            parts[name] = describe() if callable(describe) else {"kind": getattr(index, "kind", None)}
+            parts[name] = index.describe()
         return {"kind": self.kind, "settings": self.get_config_dict(), "components": parts}
 
     # -- writes ------------------------------------------------------------------------------------
@@ -411,25 +410,12 @@ class HybridIndex(BaseIndex):
         )
 
 
-def _save_into(index: Any, folder: Path) -> None:
-    save = getattr(index, "save", None)
-    if not callable(save):
-        raise IndexError_(
-            f"{type(index).__name__} has no save(path); a hybrid can only be saved when both of its "
-            "indexes can"
-        )
-    save(folder)
+def _save_into(index: BaseIndex, folder: Path) -> None:
+    index.save(folder)
 
 
 def _load_index(path: Path, **kwargs: Any) -> Any:
-    """Open a sub-index by its manifest kind (sparse and hybrid here; others via loading.load_index)."""
-    kind = read_manifest(path).get("kind")
-    if kind == "sparse":
-        from distilir_index.sparse import SparseIndex
-
-        return SparseIndex.load(path, **kwargs)
-    if kind == "hybrid":
-        return HybridIndex.load(path, **kwargs)
+    """Open a sub-index by its manifest kind (the index registry)."""
     from distilir_index.loading import load_index
 
     return load_index(path, **kwargs)

@@ -566,7 +566,7 @@ class LuceneImpactIndex(_LuceneBase):
         self._vectors: list[dict[str, int] | None] = []  # by position, None where deleted
 
     def __repr__(self) -> str:
-        name = getattr(self.encoder, "name", None)
+        name = self.encoder.name if self.encoder is not None else None
         return f"LuceneImpactIndex(encoder={name!r}, scale={self.scale}, docs={len(self)})"
 
     def get_config_dict(self) -> dict[str, Any]:

@@ -533,13 +533,13 @@ class MilvusIndex(BaseIndex):
             source["dense"] = dense.describe()
         texts = [docs.texts[p] or "" for p in positions] if docs.texts is not None else None
         metas = [docs.metadata[p] for p in positions]
-        sparse_encoder = getattr(sparse, "encoder", None) if sparse is not None else None
+        sparse_encoder = sparse.encoder if sparse is not None else None
         index = cls(
             uri,
             collection,
             dimension=dense.dimension if dense is not None else None,
             sparse=sparse is not None,
-            dense_encoder=getattr(dense, "encoder", None) if dense is not None else None,
+            dense_encoder=dense.encoder if dense is not None else None,
             sparse_encoder=sparse_encoder,
             store_text=kwargs.pop("store_text", texts is not None),
             vocabulary=None

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from distilir_index.base import Hit, Index, IndexError_, read_manifest
+from distilir_index.base import BaseIndex, Hit, Index, IndexError_, read_manifest
 
 __all__ = ["DEFAULT_MAX_K", "InvalidK", "InvalidQuery", "Retriever"]
 
@@ -73,9 +73,9 @@ class Retriever:
         path: str | os.PathLike[str] | None = None,
         manifest: Mapping[str, Any] | None = None,
     ) -> None:
-        if not callable(getattr(index, "search", None)):
+        if not isinstance(index, BaseIndex):
             raise TypeError(
-                f"Retriever needs an index with a search() method (see distilir_index.base.Index), "
+                f"Retriever needs an index (a distilir_index.base.BaseIndex: BM25Index, DenseIndex, ...), "
                 f"got {type(index).__name__}. Load one with Retriever.load(path)."
             )
         if isinstance(max_k, bool) or not isinstance(max_k, int) or max_k < 1:
@@ -204,24 +204,22 @@ class Retriever:
 
     @property
     def kind(self) -> str:
-        return str(getattr(self.index, "kind", None) or (self.manifest or {}).get("kind") or "unknown")
+        return self.index.kind
 
     def __len__(self) -> int:
         return len(self.index)
 
     @property
     def query_encoder(self) -> Any | None:
-        """The index's query encoder (an object with ``encode_queries``), or None (BM25, hybrid)."""
-        encoder = getattr(self.index, "encoder", None)
-        return encoder if callable(getattr(encoder, "encode_queries", None)) else None
+        """The index's query encoder (a DenseEncoder or SparseEncoder), or None (BM25, hybrid)."""
+        return self.index.encoder
 
     def encoder_description(self) -> dict[str, Any] | None:
         """What the index records about its encoder (manifest first, else the live encoder)."""
         if self.manifest and self.manifest.get("encoder"):
             return dict(self.manifest["encoder"])
         encoder = self.query_encoder
-        describe = getattr(encoder, "describe", None)
-        return dict(describe()) if callable(describe) else None
+        return dict(encoder.describe()) if encoder is not None else None
 
     def describe(self) -> dict[str, Any]:
         """Kind, document count, encoder and a manifest summary (JSON-serialisable)."""

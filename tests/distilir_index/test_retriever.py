@@ -190,7 +190,7 @@ def test_batch_and_filter_argument_mistakes_are_explained(bm25):
         bm25.search("cells", filters=[("n", 1)])
     with pytest.raises(InvalidQuery, match="ids must be a list"):
         bm25.search("cells", ids="4983")
-    with pytest.raises(TypeError, match="search"):
+    with pytest.raises(TypeError, match="BaseIndex"):
         Retriever(object())
     with pytest.raises(ValueError, match="max_k"):
         Retriever(bm25.index, max_k=0)
