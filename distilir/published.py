@@ -4,7 +4,7 @@ Only figures from a named source are listed; a missing entry prints as "-"."""
 
 from __future__ import annotations
 
-__all__ = ["PUBLISHED", "published"]
+__all__ = ["PUBLISHED"]
 
 PYSERINI_BEIR = "pyserini 2CR BEIR (BM25 flat, k1=0.9 b=0.4)"
 PYSERINI_BEIR_MF = "pyserini 2CR BEIR (BM25 multifield)"
@@ -21,7 +21,3 @@ PUBLISHED: dict[tuple[str, str], dict[str, tuple[float, str]]] = {
     ("trec-dl-2019-passage-pool", "bm25-run"): {"nDCG@10": (0.5187, DATA_README)},
 }
 
-
-def published(dataset: str, system: str, measure: str) -> float | None:
-    entry = PUBLISHED.get((dataset, system), {}).get(measure)
-    return entry[0] if entry else None

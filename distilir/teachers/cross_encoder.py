@@ -28,7 +28,7 @@ this class does the work once for the whole set of pairs given to :meth:`score_m
 Models whose input module is not a plain text sequence-classification ``Transformer`` (chat-template
 rerankers, prompts) fall back to ``CrossEncoder.predict`` on the de-duplicated pairs, so every
 checkpoint works and the fast path only changes how pairs are fed, never the numbers (it matches
-``predict`` within float rounding; see ``tests/distilir/teachers/test_cross_encoder.py``).
+``predict`` within float rounding; see ``tests/distilir/teachers/test_teacher_cross_encoder.py``).
 """
 
 from __future__ import annotations
