@@ -179,12 +179,12 @@ class FlopsConfig:
     warmup_steps: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("query_weight", "document_weight"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise _fail(f"flops.{name}", "a finite number >= 0", value)
-        if self.warmup_steps < 0:
-            raise _fail("flops.warmup_steps", "an integer >= 0", self.warmup_steps)
+        from distilir.students.flops import FlopsSchedule
+
+        try:  # the student's own schedule checks the values (one rule for config and code)
+            FlopsSchedule(self.query_weight, self.document_weight, self.warmup_steps)
+        except ValueError as exc:
+            raise ConfigError(f"flops.{exc} Give finite weights >= 0 and warmup_steps >= 0.") from None
 
 
 @dataclass
