@@ -20,4 +20,3 @@ PUBLISHED: dict[tuple[str, str], dict[str, tuple[float, str]]] = {
     ("arguana", "all-MiniLM-L6-v2"): {"nDCG@10": (0.502, ST_MTEB)},
     ("trec-dl-2019-passage-pool", "bm25-run"): {"nDCG@10": (0.5187, DATA_README)},
 }
-

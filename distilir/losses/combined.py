@@ -52,7 +52,9 @@ class WeightedSum(DistillationLoss):
     @classmethod
     def from_spec(cls, **kwargs: Any) -> WeightedSum:
         """From the entries :meth:`get_config_dict` writes: ``losses=[{"name": ..., "weight": ...,
-        "inputs": {...} (optional), **loss_kwargs}, ...]`` (each sub-loss built by ``build_loss``)."""
+        "inputs": {...} (optional), **loss_kwargs}, ...]`` (each sub-loss built by ``build_loss``);
+        the loss arguments may also come nested as ``"params": {...}``, the training config's spelling
+        of the same entry (``distilir.training.config.LossSpec``), so there is one entry format."""
         from distilir.losses import build_loss
 
         entries = kwargs.pop("losses", None)
@@ -68,7 +70,9 @@ class WeightedSum(DistillationLoss):
             if not isinstance(entry, Mapping) or "name" not in entry:
                 raise ValueError(f"weighted-sum entry {k} must be a mapping with a 'name', got {entry!r}")
             entry = dict(entry)
-            name, weight, inputs = entry.pop("name"), entry.pop("weight", 1.0), entry.pop("inputs", None)
+            name, weight = entry.pop("name"), entry.pop("weight", 1.0)
+            inputs = entry.pop("inputs", None) or None  # {} = the loss's default input map
+            entry.update(entry.pop("params", None) or {})
             parts.append((build_loss(name, **entry), weight, inputs))
         return cls(parts)
 

@@ -35,6 +35,7 @@ Run folder (``config.output_dir``)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -278,12 +279,7 @@ class Trainer:
     def _build_loss(self) -> WeightedSum:
         from distilir.losses import build_loss
 
-        entries = []
-        for spec in self.config.losses:
-            entry = {"name": spec.name, "weight": spec.weight, **spec.params}
-            if spec.inputs:
-                entry["inputs"] = dict(spec.inputs)
-            entries.append(entry)
+        entries = [dataclasses.asdict(spec) for spec in self.config.losses]  # the one entry format
         loss = build_loss("weighted-sum", losses=entries)
         if self.dist.enabled:
             for part in loss.losses:
