@@ -20,6 +20,12 @@ that makes document encoding about 2-3× faster on CPU (the MLM head is small, s
 ~30k-wide logits dominated). We override the ``forward`` of the loaded ``SpladePooling`` instances
 (eval mode, max pooling only; training and the unpadded-input path still run the library's code);
 the module keeps its class, so ``model.save()`` writes a standard ``SpladePooling`` config.
+
+Backend: this encoder (and the SPLADE teacher built on the same model) still runs torch, not the
+ONNX path of :mod:`distilir_index.onnx` the dense encoders take. Not ported yet, for time: with
+splade-tiny (4.4M parameters) and the fast pooling above, encoding a scifact-sized corpus is not
+where the pipeline's time goes; the MLM head's ``[batch, tokens, vocab]`` logits would have to
+leave ONNX Runtime as a tensor before pooling, so the gain is not assumed either.
 """
 
 from __future__ import annotations
