@@ -48,10 +48,11 @@ class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
         cache_dir: keep document embeddings on disk under ``cache_dir/<fingerprint>`` so later runs
             (another split, depth or process) encode only new texts; ``None``: the environment
             variable ``DISTILIR_EMBEDDING_CACHE`` if set. Runtime only.
-        backend: ``"torch"`` or ``"onnx"``: the transformer runs in ONNX Runtime on CPU (exported once
-            per weights fingerprint, as the cross-encoder teacher does; ~2-3x faster on CPU), the
-            model's own pooling / normalisation modules run after it. Needs a model that starts with
-            a text ``Transformer`` and has no prompts. Runtime only (same numbers within 1e-5).
+        backend: ``"auto"`` (default: ONNX Runtime on CPU when installed and the model is a plain
+            text transformer), ``"torch"`` or ``"onnx"``: the transformer runs in ONNX Runtime
+            (:mod:`distilir_index.onnx`, the project's one fast path), the model's own preprocessing,
+            prompts and pooling / normalisation modules around it. Runtime only (same numbers
+            within 1e-5).
     """
 
     kind = "bi-encoder"
@@ -71,10 +72,10 @@ class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
         num_threads: int | None = None,
         show_progress: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
-        backend: str = "torch",
+        backend: str = "auto",
     ) -> None:
-        if backend not in ("torch", "onnx"):
-            raise TeacherError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if backend not in ("auto", "torch", "onnx"):
+            raise TeacherError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
         if similarity is not None and similarity not in _SIMILARITIES:
             raise TeacherError(f"similarity must be one of {_SIMILARITIES} or None, got {similarity!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -93,10 +94,13 @@ class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
         self.show_progress = show_progress
         self.name = f"bi-encoder:{self._identity['name'] or 'in-memory'}"
         self.cache_dir = resolve_cache_dir(cache_dir)
-        self.backend = backend
+        from distilir_index.onnx import resolve_backend
+
+        try:
+            self.backend = resolve_backend(backend, self._model)
+        except ValueError as exc:
+            raise TeacherError(str(exc)) from exc
         self._onnx: Any = None
-        if backend == "onnx":
-            self._check_onnx_support()
 
     @property
     def model(self) -> Any:
@@ -137,66 +141,31 @@ class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
         vectors = index.vectors()
         return self.doc_cache.put([texts[d] for d in ids], [vectors[keep[d]] for d in ids])
 
-    def _check_onnx_support(self) -> None:
-        from sentence_transformers.base.modules import Transformer
+    def _encode_onnx(self, method: str, texts: list[str]) -> np.ndarray:
+        """The model's own ``encode_query`` / ``encode_document`` preprocessing and pooling with the
+        transformer on ONNX Runtime (:func:`distilir_index.onnx.encode_with_onnx`)."""
+        from distilir_index.onnx import OnnxTransformer, encode_with_onnx
 
-        prompts = {k: v for k, v in (getattr(self._model, "prompts", None) or {}).items() if v}
-        if not isinstance(self._model[0], Transformer) or prompts:
-            raise TeacherError(
-                f"backend='onnx' needs a model whose first module is a text Transformer and that has "
-                f"no prompts; {self.name} has {type(self._model[0]).__name__} and prompts {prompts}: "
-                "use backend='torch'"
-            )
-        if str(self._model.device) != "cpu":
-            raise TeacherError(f"backend='onnx' runs on CPU, the model is on {self._model.device}")
-
-    def _encode_onnx(self, texts: list[str]) -> np.ndarray:
-        """Length-sorted batches through the exported transformer, then the model's other modules
-        (pooling, normalisation) in torch, as ``SentenceTransformer.encode`` does."""
-        import onnxruntime as ort
-        import torch
-        from tqdm.auto import tqdm
-
-        from distilir.teachers.cross_encoder import _export_onnx, sensible_threads
-
-        tokenizer = self._model.tokenizer
         if self._onnx is None:
-            probe = tokenizer(["a b"], return_tensors="np")
-            names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in probe]
-            path = _export_onnx(self._model[0].auto_model, self._identity, names, "last_hidden_state")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.num_threads or sensible_threads()
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            self._onnx = (session, names)
-        session, names = self._onnx
-        max_length = int(self._model.max_seq_length)
-        enc = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
-        order = np.argsort([-len(x) for x in enc["input_ids"]], kind="stable")
-        out: list[np.ndarray | None] = [None] * len(texts)
-        tail = list(self._model)[1:]
-        with torch.inference_mode():
-            starts = range(0, len(texts), self.batch_size)
-            for start in tqdm(starts, desc="encoding (onnx)", unit="batch", disable=not self.show_progress):
-                idx = order[start : start + self.batch_size]
-                batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in names}, return_tensors="np")
-                feed = {k: np.asarray(batch[k], dtype=np.int64) for k in names}
-                hidden = session.run(None, feed)[0]
-                features = {
-                    "token_embeddings": torch.from_numpy(hidden),
-                    "attention_mask": torch.from_numpy(feed["attention_mask"]),
-                }
-                for module in tail:
-                    features = module(features)
-                emb = features["sentence_embedding"].float()
-                if self.similarity == "cosine":
-                    emb = torch.nn.functional.normalize(emb, dim=-1)
-                for row, i in enumerate(idx):
-                    out[i] = emb[row].numpy()
-        return np.stack(out).astype(np.float32)
+            self._onnx = OnnxTransformer(
+                self._model, self._identity.get("fingerprint"), threads=self.num_threads
+            )
+        task = "query" if method == "encode_query" else "document"
+        prompts = getattr(self._model, "prompts", None) or {}
+        return encode_with_onnx(
+            self._model,
+            self._onnx,
+            texts,
+            prompt=prompts.get(task) or None,
+            task=task,
+            batch_size=self.batch_size,
+            normalize=self.similarity == "cosine",
+            show_progress=self.show_progress,
+        )
 
     def _encode(self, method: str, texts: list[str]) -> np.ndarray:
         if self.backend == "onnx":
-            return self._encode_onnx(texts)
+            return self._encode_onnx(method, texts)
         emb = getattr(self._model, method)(
             texts,
             batch_size=self.batch_size,

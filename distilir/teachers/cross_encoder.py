@@ -18,9 +18,9 @@ this class does the work once for the whole set of pairs given to :meth:`score_m
    (:func:`sensible_threads`), restored afterwards;
 5. scores are scattered back to the original order, duplicates included;
 6. optionally (``backend="onnx"``) the forward passes run in ONNX Runtime on CPU: the model is
-   exported once per weights fingerprint (``torch.onnx.export``, cached under
-   ``$DISTILIR_CACHE/onnx``, from the eager attention graph, which ORT fuses) and ONNX Runtime scores
-   the same batches. Measured here (MiniLM-L6 cross-encoder, 1 thread): ~3x the torch forward,
+   exported once per weights fingerprint by :func:`distilir_index.onnx.export_onnx` (the project's one
+   ONNX path; its docstring says why not sentence-transformers' ``backend="onnx"``) and ONNX Runtime
+   scores the same batches. Measured here (MiniLM-L6 cross-encoder, 1 thread): ~3x the torch forward,
    scores equal within 1e-6 (benchmarks/reports/teacher_throughput.md for end to end). It is
    a runtime choice, so it is not part of the fingerprint: a store scored with one backend is
    resumed with the other.
@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from distilir_index.onnx import available_cores, export_onnx, ort_session, sensible_threads
 
 from distilir.teachers.base import (
     BaseTeacher,
@@ -53,36 +53,7 @@ from distilir.teachers.base import (
 __all__ = ["CrossEncoderTeacher", "available_cores", "sensible_threads", "torch_threads"]
 
 _ACTIVATIONS = (None, "identity", "sigmoid")
-_BACKENDS = ("torch", "onnx")
-
-
-def available_cores() -> int:
-    """Cores this process may run on (CPU affinity), which can be fewer than ``os.cpu_count()``."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def sensible_threads() -> int:
-    """Torch intra-op threads for a scoring job: the available cores minus those other processes keep
-    busy, at least 1.
-
-    Others' load is estimated as the 1-minute load average minus this process's own torch threads
-    (assumed busy; if they were idle the estimate errs towards more threads). On a machine shared with
-    other jobs, more intra-op threads than free cores make every thread wait for the slowest one at
-    each synchronisation point: here (2 cores, load ~9), a MiniLM cross-encoder used 1.5-1.7 CPU-s
-    with 2 threads for what 1 thread did in 1.0 CPU-s, and was not faster in wall time.
-    """
-    import torch
-
-    cores = available_cores()
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - not Unix
-        return cores
-    others = max(0.0, load - min(torch.get_num_threads(), cores))
-    return max(1, min(cores, round(cores - others)))
+_BACKENDS = ("auto", "torch", "onnx")
 
 
 @contextlib.contextmanager
@@ -119,8 +90,9 @@ class CrossEncoderTeacher(BaseTeacher):
             so that batches of short pairs stay large while batches of long pairs shrink (useful on
             accelerators with little memory); ``None``: ``batch_size`` pairs per pass. Runtime only.
         show_progress: show a tqdm bar over batches.
-        backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime on CPU, see the module docstring; needs the
-            ``onnxruntime`` and ``onnx`` packages and a text sequence-classification model). Runtime only.
+        backend: ``"auto"`` (default: ONNX Runtime when the model is on the CPU, onnxruntime and onnx
+            are installed and the model is a plain text sequence-classification cross-encoder; torch
+            otherwise), ``"torch"`` or ``"onnx"`` (see the module docstring). Runtime only.
 
     Models with ``num_labels == 2`` are scored as ``logit[1] - logit[0]`` (the log-odds of the
     positive class under a softmax); more labels are rejected.
@@ -147,7 +119,7 @@ class CrossEncoderTeacher(BaseTeacher):
         num_threads: int | None = None,
         max_batch_tokens: int | None = None,
         show_progress: bool = False,
-        backend: str = "torch",
+        backend: str = "auto",
     ) -> None:
         if backend not in _BACKENDS:
             raise TeacherError(f"backend must be one of {_BACKENDS}, got {backend!r}")
@@ -183,6 +155,11 @@ class CrossEncoderTeacher(BaseTeacher):
         self.num_labels = num_labels
         self.name = f"cross-encoder:{self._identity['name'] or 'in-memory'}"
         self._fast = _can_feed_directly(self._model)
+        if backend == "auto":
+            from distilir_index.onnx import onnx_available
+
+            on_cpu = str(self._model.device) == "cpu"
+            backend = "onnx" if self._fast and on_cpu and onnx_available() else "torch"
         self.backend = backend
         self._onnx: Any = None
         if backend == "onnx":
@@ -308,16 +285,15 @@ class CrossEncoderTeacher(BaseTeacher):
         """An ONNX Runtime session for the model, exporting it on first use (see the module docstring)."""
         if self._onnx is None:
             try:
-                import onnxruntime as ort
+                import onnxruntime  # noqa: F401
             except ImportError as exc:
                 raise TeacherError(
                     "backend='onnx' needs onnxruntime and onnx: pip install onnxruntime onnx"
                 ) from exc
-            path = _export_onnx(self._model, self._identity, [*columns, "attention_mask"])
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.intra_op_num_threads = self.num_threads or sensible_threads()
-            self._onnx = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            path = export_onnx(
+                self._model.model, self._identity.get("fingerprint"), [*columns, "attention_mask"], "logits"
+            )
+            self._onnx = ort_session(path, self.num_threads or sensible_threads())
         return self._onnx
 
     def _forward_predict(self, pairs: list[tuple[str, str]]) -> np.ndarray:
@@ -331,78 +307,6 @@ class CrossEncoderTeacher(BaseTeacher):
             show_progress_bar=self.show_progress,
         )
         return self._postprocess(logits).cpu().numpy().astype(np.float64)
-
-
-def _export_onnx(model: Any, identity: dict[str, Any], inputs: list[str], output: str = "logits") -> Path:
-    """Export a Hugging Face model (``model.model`` of a ``CrossEncoder``, or a bare ``PreTrainedModel``)
-    to ONNX once per weights fingerprint, returning its ``output`` (``"logits"`` or
-    ``"last_hidden_state"``); written to a temporary name, then renamed: a killed export leaves no
-    half file."""
-    import hashlib
-    import tempfile
-    import warnings
-
-    import torch
-    from distilir_index.models import cache_dir
-
-    key = hashlib.sha256(
-        json.dumps(
-            [identity.get("fingerprint"), sorted(inputs), torch.__version__, "eager", output], default=str
-        ).encode()
-    ).hexdigest()[:16]
-    folder = cache_dir() / "onnx"
-    path = folder / f"{'cross-encoder' if output == 'logits' else 'encoder'}-{key}.onnx"
-    if path.is_file():
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    hf = getattr(model, "model", model)
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in inputs]
-
-    class _Logits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.hf = hf
-
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return getattr(self.hf(**dict(zip(names, tensors, strict=True))), output)
-
-    # a padded batch, so that no mask branch is traced as "no padding"
-    mask = torch.ones(2, 16, dtype=torch.long)
-    mask[1, 9:] = 0
-    example = {"input_ids": torch.full((2, 16), 100) * mask, "attention_mask": mask}
-    example["token_type_ids"] = torch.zeros(2, 16, dtype=torch.long)
-    dummy = tuple(example[n] for n in names)
-    was_training = hf.training
-    hf.eval()
-    # Exported with the eager attention graph (MatMul, Softmax, MatMul): ONNX Runtime fuses it into
-    # its Attention kernel; the SDPA graph stays unfused. Measured (MiniLM-L6, 32 x 320 tokens, one
-    # thread): torch 5.8 s, ORT from the SDPA export 3.9 s, ORT from the eager export 1.9 s.
-    attn_before = getattr(hf.config, "_attn_implementation", None)
-    if attn_before not in (None, "eager") and hasattr(hf, "set_attn_implementation"):
-        hf.set_attn_implementation("eager")
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _Logits(),
-                dummy,
-                tmp,
-                input_names=names,
-                output_names=[output],
-                dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
-                opset_version=17,
-                dynamo=False,
-            )
-        os.replace(tmp, path)
-    finally:
-        hf.train(was_training)
-        if attn_before not in (None, "eager") and hasattr(hf, "set_attn_implementation"):
-            hf.set_attn_implementation(attn_before)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def _token_budget_batches(
