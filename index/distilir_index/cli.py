@@ -167,6 +167,9 @@ def _serve(args: argparse.Namespace) -> int:
         "max_body_bytes",
         "rerank_model",
         "embedding_model",
+        "encoder_backend",
+        "query_quantization",
+        "encoder_threads",
     ):
         value = getattr(args, field)
         if value is not None:
@@ -272,6 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-wait-ms", type=float, help="micro-batching window; 0 turns batching off")
     s.add_argument("--batch-concurrency", type=int, help="micro-batches that may run at once")
     s.add_argument("--torch-threads", type=int, help="torch intra-op threads (1 suits small shared machines)")
+    s.add_argument(
+        "--encoder-backend",
+        choices=["auto", "torch", "onnx"],
+        help="how dense query encoders run (default auto)",
+    )
+    s.add_argument(
+        "--query-quantization",
+        choices=["int8"],
+        help="encode queries with the int8 dynamically quantised model (faster; cost in the benchmarks)",
+    )
+    s.add_argument("--encoder-threads", type=int, help="ONNX Runtime threads per query batch (default 1)")
     s.add_argument("--rerank-model", help="cross-encoder for /v1/rerank")
     s.add_argument("--embedding-model", help="sentence-transformers model for /v1/embeddings")
     s.add_argument("--cors", action="append", metavar="ORIGIN", help="allowed browser origin (repeatable)")

@@ -92,6 +92,7 @@ class Retriever:
         *,
         max_k: int = DEFAULT_MAX_K,
         query_encoder: str | os.PathLike[str] | Any = None,
+        encoder_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Retriever:
         """Load a saved index of any kind (``distilir_index.loading.load_index`` picks the class
@@ -104,6 +105,9 @@ class Retriever:
                 encoder, or a query-side student trained against an index of the same document
                 encoder (its ``query_encoder.json`` says which); anything else raises
                 :class:`distilir_index.encoders.EncoderMismatch`. The index's files are not touched.
+            encoder_options: a dense index only: runtime options of its query encoder
+                (``backend``, ``query_quantization``, ``threads``; see
+                :class:`~distilir_index.encoders.DenseEncoder`). Ignored by kinds without one.
         """
         from distilir_index.loading import load_index
 
@@ -117,7 +121,13 @@ class Retriever:
                 )
             from distilir_index.encoders import DenseEncoder
 
-            kwargs["encoder"] = DenseEncoder.from_description(manifest["encoder"], model=query_encoder)
+            kwargs["encoder"] = DenseEncoder.from_description(
+                manifest["encoder"], model=query_encoder, **dict(encoder_options or {})
+            )
+        elif encoder_options and manifest.get("kind") == "dense" and manifest.get("encoder"):
+            from distilir_index.encoders import DenseEncoder
+
+            kwargs["encoder"] = DenseEncoder.from_description(manifest["encoder"], **dict(encoder_options))
         index = load_index(path, **kwargs)
         return cls(index, max_k=max_k, path=path, manifest=manifest)
 

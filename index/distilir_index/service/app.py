@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
@@ -30,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from distilir_index import __version__
 from distilir_index.retriever import Retriever
-from distilir_index.service.backend import Backend
+from distilir_index.service.backend import Backend, load_retriever
 from distilir_index.service.batching import MicroBatcher
 from distilir_index.service.errors import error_body, install_error_handlers
 from distilir_index.service.metrics import MetricsMiddleware, ServiceMetrics
@@ -166,7 +167,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.backend = Backend(max_k=settings.max_k)
+    app.state.backend = Backend(
+        max_k=settings.max_k, loader=partial(load_retriever, encoder_options=settings.encoder_options)
+    )
     app.state.batcher = None
     app.state.metrics = metrics
     install_error_handlers(app)
@@ -218,4 +221,7 @@ def _load_everything(
         from distilir_index.encoders import DenseEncoder
 
         log.info("loading embedding model %s", settings.embedding_model)
-        backend.set_embedder(DenseEncoder(settings.embedding_model), settings.embedding_model)
+        backend.set_embedder(
+            DenseEncoder(settings.embedding_model, backend=settings.encoder_backend),
+            settings.embedding_model,
+        )

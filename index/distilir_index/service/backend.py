@@ -116,7 +116,11 @@ def as_embedder(obj: Any, name: str) -> _Embedder:
 
 
 def load_retriever(
-    path: str | os.PathLike[str], *, model: str | None = None, max_k: int = DEFAULT_MAX_K
+    path: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    max_k: int = DEFAULT_MAX_K,
+    encoder_options: Mapping[str, Any] | None = None,
 ) -> Retriever:
     """Load an index directory as a Retriever.
 
@@ -124,10 +128,11 @@ def load_retriever(
     keeping the recorded normalisation, max length and prompts; the index then checks that it
     matches the one it was built with and raises EncoderMismatch otherwise (e.g. a quantised copy
     of the same weights passes only if its fingerprint is the same). Only dense and sparse indexes
-    have a query encoder.
+    have a query encoder. ``encoder_options`` (``backend``, ``query_quantization``, ``threads``) are
+    the runtime options of a dense index's query encoder.
     """
     if model is None:
-        return Retriever.load(path, max_k=max_k)
+        return Retriever.load(path, max_k=max_k, encoder_options=encoder_options)
     from distilir_index.base import read_manifest
 
     manifest = read_manifest(path)
@@ -147,7 +152,7 @@ def load_retriever(
         if kind == "dense":
             from distilir_index.encoders import DenseEncoder
 
-            encoder: Any = DenseEncoder(model, **options)
+            encoder: Any = DenseEncoder(model, **options, **dict(encoder_options or {}))
         else:
             from distilir_index.sparse_encoder import SparseEncoder
 

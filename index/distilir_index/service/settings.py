@@ -11,6 +11,7 @@ Mappings and lists are given as JSON in the environment (pydantic-settings' rule
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,13 @@ class ServiceSettings(BaseSettings):
             default: torch's choice (all cores). On a small or shared machine 1 avoids the stalls of
             a parallel region waiting for a core that another process holds, and lets concurrent
             batches run side by side.
+        encoder_backend: ``"auto"`` (ONNX Runtime on CPU when installed, see
+            :mod:`distilir_index.onnx`), ``"torch"`` or ``"onnx"``: how dense query encoders run.
+        query_quantization: ``"int8"`` to encode queries with the dynamically quantised model
+            (faster; its effectiveness cost is in benchmarks/reports/query_quantization.md); None:
+            float32.
+        encoder_threads: ONNX Runtime threads per query-encoding call (default 1: concurrent
+            requests, not one request's threads, use the cores).
         allow_reload_overrides: let ``POST /v1/indexes/{name}/reload`` name another path or model.
             Off by default: with it, an API caller can make the server read any index path.
     """
@@ -69,7 +77,19 @@ class ServiceSettings(BaseSettings):
     rerank_model: str | None = None
     embedding_model: str | None = None
     torch_threads: int | None = Field(None, ge=1, le=1024)
+    encoder_backend: Literal["auto", "torch", "onnx"] = "auto"
+    query_quantization: Literal["int8"] | None = None
+    encoder_threads: int | None = Field(1, ge=1, le=1024)
     allow_reload_overrides: bool = False
+
+    @property
+    def encoder_options(self) -> dict[str, Any]:
+        """Runtime options of the dense query encoders (see DenseEncoder)."""
+        return {
+            "backend": self.encoder_backend,
+            "query_quantization": self.query_quantization,
+            "threads": self.encoder_threads,
+        }
 
     @field_validator("indexes")
     @classmethod
