@@ -57,11 +57,11 @@ test: install
 test-slow: install install-teachers
 	$(BIN)/python -m pytest -q -m slow --timeout=3600
 
-# the full benchmark set and its report (benchmarks/reports/README.md); embedding teachers keep
-# document embeddings on disk so a second run re-encodes nothing
+# the full benchmark set and its report (benchmarks/reports/README.md); index builds and embedding
+# teachers keep document embeddings in the machine's cache (~/.cache/distilir/embeddings, or
+# $DISTILIR_EMBEDDING_CACHE) so a second run re-encodes nothing
 bench: install install-teachers
-	DISTILIR_EMBEDDING_CACHE="$${DISTILIR_EMBEDDING_CACHE:-$$HOME/.cache/distilir/embeddings}" \
-		$(BIN)/python -m benchmarks --report
+	$(BIN)/python -m benchmarks --report
 
 lint: install
 	$(BIN)/ruff check distilir index tests benchmarks

@@ -12,6 +12,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The document-embedding cache is on by default for users (~/.cache/distilir/embeddings); tests that
+# exercise it pass cache_dir= or set the variable themselves, the others must not share vectors.
+os.environ["DISTILIR_EMBEDDING_CACHE"] = "off"
 
 REPO = Path(__file__).resolve().parents[1]
 # Tests that resolve datasets by name read $DISTILIR_DATA_DIR; default it to the shared collections.

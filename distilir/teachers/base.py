@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from hashlib import sha256
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from distilir_index.embedding_cache import text_hash
+
 __all__ = [
     "SCORE_TYPES",
     "BaseTeacher",
@@ -117,12 +119,6 @@ def teacher_fingerprint(teacher: Teacher) -> str:
 
 
 # --- helpers shared by the teacher implementations (added with the non-LLM teachers) ---------------
-
-
-def text_hash(text: str) -> str:
-    """First 16 hex characters of sha256(UTF-8 text): the text part of score-store keys and the key of
-    the embedding caches (64 bits: a collision among a few million texts has probability < 1e-6)."""
-    return sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def state_dict_fingerprint(module: Any) -> str:

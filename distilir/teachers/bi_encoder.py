@@ -6,9 +6,10 @@ encoded with ``SentenceTransformer.encode_query`` and documents with ``encode_do
 prompts a model was trained with (e.g. ``"query: "`` / ``"passage: "``) are applied.
 
 Document and query embeddings are cached by the sha256 of their text (every distinct text is
-encoded once per teacher; with ``cache_dir`` documents once per fingerprint across runs; see
-:mod:`distilir.teachers.embedding_cache`). A strong bi-encoder is a cheap teacher for a small one
-(e.g. all-mpnet-base-v2 → MiniLM); it is also a member of the default offline ensemble.
+encoded once per teacher; documents once per model and document settings on the machine, in the
+cache the dense index builds share: :mod:`distilir_index.embedding_cache`). A strong bi-encoder is a
+cheap teacher for a small one (e.g. all-mpnet-base-v2 → MiniLM); it is also a member of the default
+offline ensemble.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
         num_threads: torch threads while encoding (``None``: ``sensible_threads()``, the free cores).
             Runtime only.
         show_progress: tqdm bars while encoding.
-        cache_dir: keep document embeddings on disk under ``cache_dir/<fingerprint>`` so later runs
-            (another split, depth or process) encode only new texts; ``None``: the environment
-            variable ``DISTILIR_EMBEDDING_CACHE`` if set. Runtime only.
+        cache_dir: root of the on-disk document cache, one folder per model and document settings,
+            shared with index builds (:mod:`distilir_index.embedding_cache`), so later runs (another
+            split, depth or process, an index build) encode only new texts; ``None``:
+            ``$DISTILIR_EMBEDDING_CACHE``, else ``$DISTILIR_CACHE/embeddings``; ``"off"``: memory
+            only. Runtime only.
         backend: ``"auto"`` (default: ONNX Runtime on CPU when installed and the model is a plain
             text transformer), ``"torch"`` or ``"onnx"``: the transformer runs in ONNX Runtime
             (:mod:`distilir_index.onnx`, the project's one fast path), the model's own preprocessing,
@@ -180,6 +183,17 @@ class BiEncoderTeacher(EmbeddingTeacherMixin, BaseTeacher):
 
     def _encode_documents(self, texts: list[str]) -> list[np.ndarray]:
         return list(self._encode("encode_document", texts))
+
+    def _document_cache_settings(self) -> dict[str, Any]:
+        config = self.get_config_dict()
+        dtype = "" if config["dtype"] == "float32" else f"@{config['dtype']}"
+        fingerprint = self._identity.get("fingerprint")
+        return {
+            "fingerprint": f"{fingerprint}{dtype}" if fingerprint else None,
+            "max_length": config["max_length"],
+            "prompt": config["prompts"].get("document"),
+            "normalize": self.similarity == "cosine",
+        }
 
     def get_config_dict(self) -> dict[str, Any]:
         prompts = getattr(self._model, "prompts", None) or {}

@@ -55,9 +55,9 @@ class SparseTeacher(EmbeddingTeacherMixin, BaseTeacher):
         num_threads: torch threads while encoding (``None``: ``sensible_threads()``, the free cores).
             Runtime only.
         show_progress: tqdm bars while encoding.
-        cache_dir: keep document vectors on disk under ``cache_dir/<fingerprint>`` (see
-            :mod:`distilir.teachers.embedding_cache`); ``None``: ``$DISTILIR_EMBEDDING_CACHE`` if set.
-            Runtime only.
+        cache_dir: root of the on-disk document cache, one folder per model
+            (:mod:`distilir_index.embedding_cache`); ``None``: ``$DISTILIR_EMBEDDING_CACHE``, else
+            ``$DISTILIR_CACHE/embeddings``; ``"off"``: memory only. Runtime only.
     """
 
     kind = "splade"
@@ -126,6 +126,17 @@ class SparseTeacher(EmbeddingTeacherMixin, BaseTeacher):
 
     def _encode_documents(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         return self.encode(texts, is_query=False)
+
+    def _document_cache_settings(self) -> dict[str, Any]:
+        config = self.get_config_dict()
+        dtype = "" if config["dtype"] == "float32" else f"@{config['dtype']}"
+        fingerprint = self._identity.get("fingerprint")
+        return {
+            "fingerprint": f"{fingerprint}{dtype}" if fingerprint else None,
+            "max_length": config["max_length"],
+            "prompt": None,
+            "normalize": False,
+        }
 
     def get_config_dict(self) -> dict[str, Any]:
         return {

@@ -109,7 +109,8 @@ def test_document_cache_on_disk_is_reused_by_a_new_teacher(spec, lists, tmp_path
     unique = {d for ds in d_lists for d in ds}
     first = build_teacher(f"{spec}?batch_size=8&cache_dir={tmp_path}")
     expected = first.score_many(q_texts, d_lists)
-    folder = tmp_path / first.fingerprint
+    folder = first.doc_cache.directory
+    assert folder.parent == tmp_path
     parts = list(folder.glob("part-*.npz"))
     assert len(parts) == 1 and (folder / "cache.json").is_file()
     assert first.fingerprint == build_teacher(f"{spec}?batch_size=8").fingerprint  # runtime only
@@ -128,12 +129,23 @@ def test_document_cache_on_disk_is_reused_by_a_new_teacher(spec, lists, tmp_path
     assert torn.exists() and third.doc_cache.misses == 0
 
 
-def test_document_cache_refuses_a_folder_of_the_other_kind(tmp_path):
-    from distilir.teachers.embedding_cache import EmbeddingCache
+def test_teacher_reads_the_document_embeddings_an_index_build_wrote(minilm_path, lists, tmp_path):
+    """One cache per model on a machine: a normalised all-MiniLM-L6-v2 index build and the cosine
+    bi-encoder teacher of the same weights share one folder, so the teacher encodes no document."""
+    from distilir_index.encoders import DenseEncoder
 
-    EmbeddingCache(tmp_path, kind="dense")
-    with pytest.raises(TeacherError, match="'dense' embedding cache.*'sparse'"):
-        EmbeddingCache(tmp_path, kind="sparse")
+    q_texts, d_lists = lists
+    unique = sorted({d for ds in d_lists for d in ds})
+    encoder = DenseEncoder(minilm_path, normalize=True, cache_dir=tmp_path)
+    encoder.encode_documents(unique)
+    teacher = build_teacher(f"bi-encoder:all-MiniLM-L6-v2?batch_size=8&cache_dir={tmp_path}")
+    got = teacher.score_many(q_texts, d_lists)
+    assert teacher.doc_cache.directory == encoder.document_cache.directory
+    assert teacher.doc_cache.misses == 0 and teacher.doc_cache.loaded == len(unique)
+    fresh = build_teacher("bi-encoder:all-MiniLM-L6-v2?batch_size=8&cache_dir=off")
+    assert fresh.doc_cache.directory is None
+    for a, b in zip(got, fresh.score_many(q_texts, d_lists), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_bi_encoder_onnx_backend_gives_the_same_scores(minilm, lists, tmp_path, monkeypatch):
