@@ -121,10 +121,21 @@ def ensure_index(
 # -- in process ------------------------------------------------------------------------------------
 
 
-def in_process(path: Path, queries: list[str], k: int, n_single: int) -> tuple[dict[str, float], Any]:
+def in_process(
+    path: Path,
+    queries: list[str],
+    k: int,
+    n_single: int,
+    levels: list[int],
+    encoder_options: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """One query at a time (latency), ``search_many`` over all queries, and ``clients`` threads in a
+    closed loop calling ``Retriever.search`` (the in-process counterpart of each HTTP level)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from distilir_index.retriever import Retriever
 
-    retriever = Retriever.load(path)
+    retriever = Retriever.load(path, encoder_options=encoder_options or None)
     retriever.search(queries[0], k=k)  # warm-up
     lat = []
     for q in queries[:n_single]:
@@ -134,11 +145,25 @@ def in_process(path: Path, queries: list[str], k: int, n_single: int) -> tuple[d
     t0 = time.perf_counter()
     retriever.search_many(queries, k=k)
     batched = time.perf_counter() - t0
+    concurrent = {}
+    for clients in levels:
+        counter = iter(range(n_single))
+
+        def worker(counter=counter) -> None:
+            for i in counter:  # next() on a shared iterator is atomic under the GIL
+                retriever.search(queries[i % len(queries)], k=k)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            for f in [pool.submit(worker) for _ in range(clients)]:
+                f.result()
+        concurrent[clients] = n_single / (time.perf_counter() - t0)
     return {
         "single_qps": len(lat) / sum(lat),
         "p50_ms": 1000 * percentile(lat, 0.5),
         "p99_ms": 1000 * percentile(lat, 0.99),
         "batched_qps": len(queries) / batched,
+        "concurrent_qps": concurrent,
     }, retriever
 
 
@@ -155,7 +180,12 @@ class Server:
     """``distilir-index serve`` in a child process on 127.0.0.1."""
 
     def __init__(
-        self, indexes: dict[str, Path], batch_wait_ms: float, max_k: int, torch_threads: int | None
+        self,
+        indexes: dict[str, Path],
+        batch_wait_ms: float,
+        max_k: int,
+        torch_threads: int | None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -178,6 +208,7 @@ class Server:
         ]
         if torch_threads is not None:
             args += ["--torch-threads", str(torch_threads)]
+        args += extra_args or []
         for name, path in indexes.items():
             args += ["--index", f"{name}={path}"]
         env = {
@@ -289,27 +320,36 @@ def write_report(path: Path, result: dict[str, Any]) -> None:
         "on the same machine; a closed loop keeps `clients` requests in flight. `batch` is the "
         "micro-batching window (`--batch-wait-ms`; 0 = off), `mean batch` the queries per index call "
         "the server reports in `/metrics`. The server batches only kinds that encode queries "
-        "(setting `batch_kinds`), so BM25 appears with batching off only.",
+        "(setting `batch_kinds`), so BM25 appears with batching off only. The query encoder of the "
+        "dense index runs on the default backend (`auto`: ONNX Runtime when installed, one thread per "
+        "request); `int8` is `--query-quantization int8`. The last column divides the HTTP "
+        "throughput by the in-process throughput with as many threads calling `Retriever.search`.",
         "",
-        "| index | setting | clients | requests | failures | req/s | p50 ms | p99 ms | mean batch |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| index (query encoder) | setting | clients | requests | failures | req/s | p50 ms | p99 ms "
+        "| mean batch | REST / in-process req/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["http"]:
         lines.append(
             f"| {row['index']} | HTTP, batch {row['batch_wait_ms']:g} ms | {row['clients']} | "
             f"{row['requests']} | "
             f"{row['failures']} | {row['rps']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
-            f"{row['mean_batch']:.2f} |"
+            f"{row['mean_batch']:.2f} | {row['vs_in_process']:.0%} |"
         )
     for name, row in result["in_process"].items():
         lines.append(
             f"| {name} | in-process `Retriever.search` | 1 | {row['n_single']} | 0 | "
             f"{row['single_qps']:.1f} | "
-            f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | 1 |"
+            f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | 1 | - |"
         )
+        for clients, qps in row["concurrent_qps"].items():
+            lines.append(
+                f"| {name} | in-process, {clients} threads calling `Retriever.search` | {clients} | "
+                f"{row['n_single']} | 0 | {qps:.1f} | - | - | 1 | - |"
+            )
         lines.append(
             f"| {name} | in-process `search_many` (all queries) | - | {result['queries']} | 0 | "
-            f"{row['batched_qps']:.1f} | - | - | {result['queries']} |"
+            f"{row['batched_qps']:.1f} | - | - | {result['queries']} | - |"
         )
     builds = []
     for n, b in result["builds"].items():
@@ -393,62 +433,74 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(int(torch_threads))
     result["torch_threads"] = torch_threads if torch_threads is not None else "default"
-    retrievers = {}
-    for name in specs:
-        n_single = min(len(queries), int(cond["requests"][name]))
-        stats, retrievers[name] = in_process(paths[name], queries, k, n_single)
-        result["in_process"][name] = {**stats, "n_single": n_single}
-        print(f"[{name}] in-process: {stats}", flush=True)
-    for wait in cond["batch_wait_ms"]:
-        server = Server(paths, batch_wait_ms=wait, max_k=max(k, 100), torch_threads=torch_threads)
-        try:
-            server.wait_ready()
-            for name in specs:
-                if wait > 0 and specs[name]["kind"] not in batched_kinds:
-                    continue  # the server does not batch this kind: the same as the batch-0 run
-                for clients in cond["levels"]:
-                    before = batch_stats(server.url)
-                    row = asyncio.run(
-                        load(
-                            server.url,
-                            name,
-                            queries,
-                            k,
-                            clients,
-                            int(cond["requests"][name]),
-                            int(cond["warmup"]),
+    # query-encoder variants (dense indexes only): {label: {"query_quantization": ...}}
+    variants = cond.get("query_encoders") or {"default": {}}
+    flags = {"query_quantization": "--query-quantization", "backend": "--encoder-backend"}
+    for v_i, (variant, options) in enumerate(variants.items()):
+        names = [n for n in specs if specs[n]["kind"] == "dense" or v_i == 0]
+        retrievers = {}
+        for name in names:
+            opts = dict(options) if specs[name]["kind"] == "dense" else {}
+            n_single = min(len(queries), int(cond["requests"][name]))
+            stats, retrievers[name] = in_process(paths[name], queries, k, n_single, cond["levels"], opts)
+            result["in_process"][f"{name} ({variant})"] = {**stats, "n_single": n_single}
+            print(f"[{name} {variant}] in-process: {stats}", flush=True)
+        extra = [a for key, value in options.items() for a in (flags[key], str(value))]
+        for wait in cond["batch_wait_ms"]:
+            server = Server(
+                paths, batch_wait_ms=wait, max_k=max(k, 100), torch_threads=torch_threads, extra_args=extra
+            )
+            try:
+                server.wait_ready()
+                for name in names:
+                    if wait > 0 and specs[name]["kind"] not in batched_kinds:
+                        continue  # the server does not batch this kind: the same as the batch-0 run
+                    label = f"{name} ({variant})"
+                    for clients in cond["levels"]:
+                        before = batch_stats(server.url)
+                        row = asyncio.run(
+                            load(
+                                server.url,
+                                name,
+                                queries,
+                                k,
+                                clients,
+                                int(cond["requests"][name]),
+                                int(cond["warmup"]),
+                            )
                         )
-                    )
-                    after = batch_stats(server.url)
-                    batches = after[1] - before[1]
-                    row.update(
-                        index=name,
-                        clients=clients,
-                        batch_wait_ms=wait,
-                        mean_batch=(after[0] - before[0]) / batches if batches else 1.0,
-                    )
-                    result["http"].append(row)
-                    print(f"[{name}] HTTP batch={wait} ms clients={clients}: {row}", flush=True)
-                    ok_rate = (row["requests"] - row["failures"]) / row["requests"]
+                        after = batch_stats(server.url)
+                        batches = after[1] - before[1]
+                        in_proc = result["in_process"][label]["concurrent_qps"].get(clients)
+                        row.update(
+                            index=label,
+                            clients=clients,
+                            batch_wait_ms=wait,
+                            mean_batch=(after[0] - before[0]) / batches if batches else 1.0,
+                            vs_in_process=row["rps"] / in_proc if in_proc else float("nan"),
+                        )
+                        result["http"].append(row)
+                        print(f"[{label}] HTTP batch={wait} ms clients={clients}: {row}", flush=True)
+                        ok_rate = (row["requests"] - row["failures"]) / row["requests"]
+                        result["checks"].append(
+                            {
+                                "what": f"{label} success rate, batch {wait} ms, {clients} clients",
+                                "value": ok_rate,
+                                "minimum": cond["checks"]["min_success_rate"],
+                                "ok": ok_rate >= cond["checks"]["min_success_rate"],
+                            }
+                        )
+                    same = identical_hits(server.url, name, retrievers[name], queries[:20], k)
                     result["checks"].append(
                         {
-                            "what": f"{name} success rate, batch {wait} ms, {clients} clients",
-                            "value": ok_rate,
-                            "minimum": cond["checks"]["min_success_rate"],
-                            "ok": ok_rate >= cond["checks"]["min_success_rate"],
+                            "what": f"{label} served hits == in-process hits, batch {wait} ms (20 queries)",
+                            "value": same,
+                            "minimum": cond["checks"]["min_identical_hits"],
+                            "ok": same >= cond["checks"]["min_identical_hits"],
                         }
                     )
-                same = identical_hits(server.url, name, retrievers[name], queries[:20], k)
-                result["checks"].append(
-                    {
-                        "what": f"{name} served hits == in-process hits, batch {wait} ms (20 queries)",
-                        "value": same,
-                        "minimum": cond["checks"]["min_identical_hits"],
-                        "ok": same >= cond["checks"]["min_identical_hits"],
-                    }
-                )
-        finally:
-            server.stop()
+            finally:
+                server.stop()
     write_report(args.report, result)
     print(f"report written to {args.report}")
     failed = [c for c in result["checks"] if not c["ok"]]
