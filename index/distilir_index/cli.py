@@ -176,6 +176,8 @@ def _serve(args: argparse.Namespace) -> int:
             overrides[field] = value
     if args.allow_reload_overrides:
         overrides["allow_reload_overrides"] = True
+    if args.open_docs:
+        overrides["open_docs"] = True
     if args.cors:
         overrides["cors"] = args.cors
     if args.query_encoder:
@@ -293,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-reload-overrides",
         action="store_true",
         help="let POST /v1/indexes/{name}/reload name another path or model",
+    )
+    s.add_argument(
+        "--open-docs",
+        action="store_true",
+        help="serve /docs, /redoc and /openapi.json without the API key (default: behind it)",
     )
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from distilir_index import __version__
 from distilir_index.retriever import Retriever
+from distilir_index.service.auth import ApiKeyMiddleware
 from distilir_index.service.backend import Backend, load_retriever
 from distilir_index.service.batching import MicroBatcher
 from distilir_index.service.errors import error_body, install_error_handlers
@@ -176,8 +177,13 @@ def create_app(
     v1, ops = build_v1_router(limited_models(settings)), build_ops_router()
     app.include_router(v1)
     app.include_router(ops)
-    # add_middleware puts each new one outside the previous: metrics wraps CORS wraps the body limit.
+    # add_middleware puts each new one outside the previous: metrics wraps CORS wraps the key check
+    # wraps the body limit, so a request without the key is refused before its body is read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(
+            ApiKeyMiddleware, api_key=settings.api_key.get_secret_value(), open_docs=settings.open_docs
+        )
     if settings.cors:
         app.add_middleware(
             CORSMiddleware,

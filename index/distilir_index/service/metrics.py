@@ -9,8 +9,9 @@ Series (all prefixed ``distilir_``):
 - ``index_documents{index, kind}``: gauge of documents per loaded index.
 - ``index_reloads_total{index, outcome}``: counter of reloads (``ok`` / ``error``).
 
-``route`` is the route template (``/v1/indexes/{name}/reload``), never the raw path, so a client
-cannot create unbounded label values; unmatched paths count as ``<unmatched>``.
+``route`` is the route template (``/v1/indexes/{name}/reload``), never the raw path, and ``method``
+one of the standard HTTP methods or ``OTHER``, so a client (with or without the key) cannot create
+unbounded label values; unmatched paths count as ``<unmatched>``.
 Each app has its own ``CollectorRegistry`` so that several apps (tests, one process serving two
 configurations) do not collide in prometheus_client's global registry.
 """
@@ -36,6 +37,8 @@ __all__ = ["CONTENT_TYPE_LATEST", "MetricsMiddleware", "ServiceMetrics"]
 #: Latency buckets in seconds: loopback searches take a few ms, encoder batches tens of ms.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: Methods counted under their own name; any other (``M0001XYZ``) counts as ``OTHER``.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 
 class ServiceMetrics:
@@ -126,5 +129,6 @@ class MetricsMiddleware:
             self.metrics.in_flight.dec()
             route = _route_template(self.routes, scope)
             method = scope.get("method", "GET")
+            method = method if method in KNOWN_METHODS else "OTHER"
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)

@@ -9,7 +9,6 @@ variables of :func:`build_v1_router`), and FastAPI must see them as objects, not
 
 import base64
 import json
-import secrets
 import time
 import uuid
 from collections.abc import Hashable, Mapping
@@ -17,13 +16,14 @@ from types import SimpleNamespace
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Body, Depends, Path, Request, Security
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from distilir_index.base import Hit
 from distilir_index.retriever import InvalidQuery, Retriever
+from distilir_index.service.auth import key_problem
 from distilir_index.service.errors import Forbidden, Unauthorized
 from distilir_index.service.metrics import CONTENT_TYPE_LATEST
 from distilir_index.service.schemas import (
@@ -55,18 +55,16 @@ async def require_api_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key_header)],
 ) -> None:
-    """When the server has an API key, the request must carry it (constant-time comparison)."""
+    """When the server has an API key, the request must carry it (constant-time comparison). The
+    app's :class:`~distilir_index.service.auth.ApiKeyMiddleware` has checked it already, before the
+    body was read; this dependency declares the schemes in the OpenAPI document."""
     expected = request.app.state.settings.api_key
     if expected is None:
         return
     given = bearer.credentials if bearer is not None else api_key
-    if given is None:
-        raise Unauthorized(
-            "this server requires an API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not secrets.compare_digest(given.encode("utf-8"), expected.get_secret_value().encode("utf-8")):
-        raise Unauthorized("the API key is not valid for this server", headers={"WWW-Authenticate": "Bearer"})
+    problem = key_problem(given, expected.get_secret_value())
+    if problem is not None:
+        raise Unauthorized(problem, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -196,9 +194,12 @@ def build_v1_router(models: SimpleNamespace) -> APIRouter:
         )
 
     @router.get("/indexes", response_model=IndexList, tags=["indexes"], summary="Loaded indexes")
-    async def indexes(request: Request) -> IndexList:
+    async def indexes(
+        request: Request,
+        details: Annotated[bool, Query(description="Include server paths.")] = False,
+    ) -> IndexList:
         backend = request.app.state.backend
-        return IndexList(indexes=[IndexInfo(**backend.info(n)) for n in backend.names])
+        return IndexList(indexes=[IndexInfo(**_info(backend, n, details)) for n in backend.names])
 
     @router.post(
         "/indexes/{name}/reload",
@@ -211,6 +212,7 @@ def build_v1_router(models: SimpleNamespace) -> APIRouter:
         request: Request,
         name: Annotated[str, Path(min_length=1, max_length=200)],
         body: Annotated[ReloadRequest | None, Body()] = None,
+        details: Annotated[bool, Query(description="Include server paths.")] = False,
     ) -> ReloadResponse:
         state = request.app.state
         backend = state.backend
@@ -233,9 +235,29 @@ def build_v1_router(models: SimpleNamespace) -> APIRouter:
         _update_index_gauges(state)
         took = (time.perf_counter() - start) * 1000.0
         previous = (old.retriever.manifest or {}).get("generation")
-        return ReloadResponse(**backend.info(name), took_ms=round(took, 3), previous_generation=previous)
+        return ReloadResponse(
+            **_info(backend, name, details), took_ms=round(took, 3), previous_generation=previous
+        )
 
     return router
+
+
+def _redact_paths(value: Any) -> Any:
+    """A copy without server paths: ``path`` keys dropped, absolute paths replaced."""
+    if isinstance(value, Mapping):
+        return {k: _redact_paths(v) for k, v in value.items() if k != "path"}
+    if isinstance(value, list):
+        return [_redact_paths(v) for v in value]
+    if isinstance(value, str) and value.startswith(("/", "~")) and len(value) > 1:
+        return "<server path>"
+    return value
+
+
+def _info(backend: Any, name: str, details: bool) -> dict[str, Any]:
+    info = backend.info(name)
+    if details:
+        return info
+    return {**_redact_paths(info), "path": None}
 
 
 def _update_index_gauges(state: Any) -> None:

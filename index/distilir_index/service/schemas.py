@@ -14,7 +14,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, create_model
 
 from distilir_index.service.settings import ServiceSettings
 
@@ -72,7 +72,7 @@ class ErrorBody(BaseModel):
 
 class SearchRequest(_Body):
     query: str = Field(min_length=1, max_length=_HARD_QUERY_CHARS, description="The query text.")
-    k: int = Field(10, ge=1, le=_HARD_K, description="How many hits to return.")
+    k: StrictInt = Field(10, ge=1, le=_HARD_K, description="How many hits to return (an integer).")
     index: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
         None, description="Name of a loaded index (GET /v1/indexes); default: see `mode`."
     )
@@ -157,7 +157,7 @@ class RerankRequest(_Body):
     documents: list[Annotated[str, StringConstraints(max_length=_HARD_INPUT_CHARS)] | RerankDocument] = Field(
         min_length=1, max_length=_HARD_BATCH, description="Texts, or objects with a `text` field."
     )
-    top_n: int | None = Field(None, ge=1, description="Return only the best n (default: all).")
+    top_n: StrictInt | None = Field(None, ge=1, description="Return only the best n (default: all).")
     return_documents: bool = Field(False, description="Include each document's text in the results.")
     model: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = Field(
         None, description="Must name the configured rerank model when given."
@@ -181,6 +181,9 @@ class RerankResponse(BaseModel):
 
 
 class IndexInfo(BaseModel):
+    """A loaded index. Server paths appear only when asked for (``?details=true``): elsewhere every
+    ``path`` field is dropped and absolute paths in the manifest read ``"<server path>"``."""
+
     name: str
     kind: str
     count: int
@@ -234,7 +237,10 @@ def limited_models(settings: ServiceSettings) -> SimpleNamespace:
         __base__=SearchRequest,
         __doc__=SearchRequest.__doc__,
         query=(query, Field(description="The query text.")),
-        k=(int, Field(10, ge=1, le=settings.max_k, description="How many hits to return.")),
+        k=(
+            StrictInt,
+            Field(10, ge=1, le=settings.max_k, description="How many hits to return (an integer)."),
+        ),
         ids=(
             list[str] | None,
             Field(None, max_length=settings.max_ids, description="Search only these document ids."),

@@ -27,7 +27,10 @@ class ServiceSettings(BaseSettings):
         index_models: index name -> query encoder to load it with (a hub id, folder or packaged
             name); by default an index uses the encoder its manifest names.
         api_key: when set, every ``/v1`` request needs ``Authorization: Bearer <key>`` or
-            ``X-API-Key: <key>`` (401 otherwise). Health, readiness and metrics stay open for probes.
+            ``X-API-Key: <key>`` (401 otherwise, before the body is read), and so do the API documents
+            (``/docs``, ``/redoc``, ``/openapi.json``) unless ``open_docs``. Health, readiness and
+            metrics stay open for probes.
+        open_docs: serve the API documents without the key (they describe every route and limit).
         max_body_bytes: larger request bodies get 413.
         max_query_chars: longest query (search, rerank) accepted, in characters.
         max_input_chars: longest single text accepted by /v1/embeddings and as a rerank document.
@@ -64,6 +67,7 @@ class ServiceSettings(BaseSettings):
     indexes: dict[str, Path] = Field(default_factory=dict)
     index_models: dict[str, str] = Field(default_factory=dict)
     api_key: SecretStr | None = None
+    open_docs: bool = False
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_query_chars: int = Field(2048, ge=1)
     max_input_chars: int = Field(32_768, ge=1)

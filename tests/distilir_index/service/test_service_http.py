@@ -250,7 +250,7 @@ def test_reload_with_a_mismatching_encoder_is_409(client, local, splade_path, qu
 
 
 def test_indexes_lists_what_is_loaded(client, bm25_path, dense_path, docs):
-    listed = {i["name"]: i for i in client.get("/v1/indexes").json()["indexes"]}
+    listed = {i["name"]: i for i in client.get("/v1/indexes", params={"details": "true"}).json()["indexes"]}
     assert list(listed) == ["dense", "bm25", "live", "hybrid"]
     assert listed["hybrid"]["kind"] == "hybrid"
     assert set(listed["hybrid"]["manifest"]["components"]) == {"first", "second"}
