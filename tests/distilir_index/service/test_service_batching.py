@@ -117,3 +117,38 @@ def test_config_dict():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         MicroBatcher(lambda k, items: items, **kwargs)
+
+
+def test_a_lone_item_does_not_wait_for_the_window():
+    """With a slot free the batch starts at once: a 10 s window must not delay a single request."""
+
+    async def main():
+        batcher = MicroBatcher(Recorder(), max_batch=64, max_wait_ms=10_000)
+        result = await asyncio.wait_for(batcher.submit("k", 1), timeout=5)
+        await batcher.aclose()
+        return result
+
+    assert asyncio.run(main()) == ("k", 2)
+
+
+def test_items_arriving_while_every_slot_is_busy_are_joined():
+    release = threading.Event()
+    fn = Recorder()
+
+    def slow(key, items):
+        release.wait(timeout=30)
+        return fn(key, items)
+
+    async def main():
+        batcher = MicroBatcher(slow, max_batch=64, max_wait_ms=5, max_concurrency=1)
+        first = asyncio.ensure_future(batcher.submit("k", 0))
+        await asyncio.sleep(0.05)  # the first batch is running and holds the only slot
+        later = [asyncio.ensure_future(batcher.submit("k", i)) for i in range(1, 6)]
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.gather(first, *later)
+        await batcher.aclose()
+        return results
+
+    assert asyncio.run(main()) == [("k", 2 * i) for i in range(6)]
+    assert [items for _, items in fn.calls] == [[0], [1, 2, 3, 4, 5]]
