@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from distilir_index.base import Hit
+from distilir_index.filters import FilterError, compile_filter, filter_size
 from distilir_index.retriever import InvalidQuery, Retriever
 from distilir_index.service.auth import key_problem
 from distilir_index.service.errors import Forbidden, Unauthorized
@@ -121,6 +122,15 @@ def build_v1_router(models: SimpleNamespace) -> APIRouter:
         state = request.app.state
         start = time.perf_counter()
         name, retriever = state.backend.resolve(body.index, body.mode)
+        if body.filters is not None:
+            compile_filter(body.filters)  # a filter outside the grammar is a 400 before any work
+            terms = filter_size(body.filters)
+            if terms > state.settings.max_filter_terms:
+                raise FilterError(
+                    f"the filter has {terms} terms; this server accepts at most "
+                    f"{state.settings.max_filter_terms} (setting max_filter_terms). Narrow it, or "
+                    "pass long id lists as `ids`."
+                )
         retriever.check_query(body.query)
         retriever.check_k(body.k)
         batcher = state.batcher

@@ -84,8 +84,11 @@ class SearchRequest(_Body):
     filters: dict[str, Any] | None = Field(
         None,
         description="Metadata conditions applied before ranking, e.g. "
-        '{"year": {"$gte": 2020}, "lang": ["en", "de"]}. '
-        "Operators: $eq $ne $gt $gte $lt $lte $in $nin $exists.",
+        '{"year": {"$gte": 2020}, "lang": ["en", "de"]} or '
+        '{"$or": [{"lang": "en"}, {"$not": {"year": {"$lt": 2020}}}]}. '
+        "Operators: $eq $ne $gt $gte $lt $lte $in $nin $exists (a boolean) $not; $and / $or / $not "
+        "at any level. A field no document has is a 400 unless the filter holds "
+        '"$lenient": true. Grammar: distilir_index.filters.',
     )
     ids: list[str] | None = Field(None, max_length=_HARD_BATCH, description="Search only these document ids.")
 

@@ -38,6 +38,8 @@ class ServiceSettings(BaseSettings):
         max_batch: most inputs in one /v1/embeddings request, documents in one /v1/rerank request,
             and queries the micro-batcher joins into one encoder call.
         max_ids: longest ``ids`` list accepted by /v1/search.
+        max_filter_terms: most terms (field names, operators and list members, at any depth) in one
+            /v1/search filter; a larger filter is a 400 before any document is looked at.
         batch_wait_ms: how long the micro-batcher waits for more queries before encoding a batch;
             0 disables batching (each request searched on its own thread).
         batch_concurrency: how many batches may run at once (threads); more waits and batches up.
@@ -74,6 +76,7 @@ class ServiceSettings(BaseSettings):
     max_k: int = Field(1000, ge=1)
     max_batch: int = Field(128, ge=1)
     max_ids: int = Field(10_000, ge=1)
+    max_filter_terms: int = Field(1024, ge=1)
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)
     batch_concurrency: int = Field(2, ge=1, le=64)
     batch_kinds: list[str] = Field(default_factory=lambda: ["dense", "sparse", "hybrid"])

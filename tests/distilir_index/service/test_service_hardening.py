@@ -15,7 +15,9 @@ AUTH = {"X-API-Key": KEY}
 
 @pytest.fixture(scope="module")
 def keyed(serve, bm25_path):
-    settings = ServiceSettings(indexes={"bm25": bm25_path}, api_key=KEY, max_body_bytes=4096, batch_wait_ms=0)
+    settings = ServiceSettings(
+        indexes={"bm25": bm25_path}, api_key=KEY, max_body_bytes=8192, max_filter_terms=500, batch_wait_ms=0
+    )
     with serve(create_app(settings)) as url:
         yield url
 
@@ -42,7 +44,7 @@ def test_the_key_is_checked_before_the_body_is_read(keyed):
         # malformed JSON, a schema violation and an oversized body: all 401 without the key
         bad_json = c.post("/v1/search", content=b"{not json", headers={"content-type": "application/json"})
         bad_schema = c.post("/v1/search", json={"query": "x", "k": "many", "nonsense": 1})
-        too_big = c.post("/v1/search", json={"query": "x" * 10_000})
+        too_big = c.post("/v1/search", json={"query": "x" * 20_000})
         for r in (bad_json, bad_schema, too_big):
             assert r.status_code == 401, r.text
             assert r.json()["error"]["type"] == "unauthorized"
@@ -51,7 +53,7 @@ def test_the_key_is_checked_before_the_body_is_read(keyed):
         wrong = c.post("/v1/search", json={"query": "x"}, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and "not valid" in wrong.json()["error"]["message"]
         # with the key the same bodies get their real answers
-        assert c.post("/v1/search", json={"query": "x" * 10_000}, headers=AUTH).status_code == 413
+        assert c.post("/v1/search", json={"query": "x" * 20_000}, headers=AUTH).status_code == 413
         assert c.post("/v1/search", json={"query": "x", "k": "many"}, headers=AUTH).status_code == 422
         assert c.post("/v1/search", json={"query": "cells"}, headers=AUTH).status_code == 200
 
@@ -87,3 +89,31 @@ def test_k_must_be_an_integer(keyed, k):
         r = c.post("/v1/search", json={"query": "cells", "k": k})
     assert r.status_code == 422, r.text
     assert "k" in r.text
+
+
+@pytest.mark.parametrize(
+    "filters, message",
+    [
+        ({"$and": [{"parity": "even"}], "$where": "x"}, "unknown filter key '$where'"),
+        ({"parity": {"$exists": "false"}}, "$exists on field 'parity' needs true or false"),
+        ({"parity": {}}, "the condition on field 'parity' is empty"),
+        ({"year": {"$gte": 2015}}, "no document of this index has the field(s) ['year']"),
+        ({"n": {"$in": list(range(600))}}, "the filter has 602 terms"),
+    ],
+)
+def test_filters_outside_the_grammar_are_400_naming_the_key(keyed, filters, message):
+    with httpx.Client(base_url=keyed, headers=AUTH, timeout=30) as c:
+        r = c.post("/v1/search", json={"query": "cells", "filters": filters})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["type"] == "invalid_filter" and message in r.json()["error"]["message"]
+
+
+def test_logical_filters_and_lenient_fields_over_http(keyed):
+    with httpx.Client(base_url=keyed, headers=AUTH, timeout=30) as c:
+        both = {"$or": [{"parity": "even"}, {"n": {"$lt": 5}}]}
+        hits = c.post("/v1/search", json={"query": "cells", "k": 50, "filters": both}).json()["hits"]
+        assert hits and all(h["metadata"]["parity"] == "even" or h["metadata"]["n"] < 5 for h in hits)
+        assert any(h["metadata"]["parity"] == "odd" for h in hits)
+        lenient = {"$lenient": True, "year": {"$gte": 2015}}
+        r = c.post("/v1/search", json={"query": "cells", "filters": lenient})
+        assert r.status_code == 200 and r.json()["hits"] == []
