@@ -40,6 +40,7 @@ from distilir_index.service.routes import (
     _update_index_gauges,
     build_ops_router,
     build_v1_router,
+    build_v2_router,
     search_batch,
 )
 from distilir_index.service.schemas import limited_models
@@ -174,8 +175,10 @@ def create_app(
     app.state.batcher = None
     app.state.metrics = metrics
     install_error_handlers(app)
-    v1, ops = build_v1_router(limited_models(settings)), build_ops_router()
+    limited = limited_models(settings)
+    v1, v2, ops = build_v1_router(limited), build_v2_router(limited), build_ops_router()
     app.include_router(v1)
+    app.include_router(v2)
     app.include_router(ops)
     # add_middleware puts each new one outside the previous: metrics wraps CORS wraps the key check
     # wraps the body limit, so a request without the key is refused before its body is read.
@@ -191,7 +194,7 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=[*v1.routes, *ops.routes])
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=[*v1.routes, *v2.routes, *ops.routes])
     return app
 
 

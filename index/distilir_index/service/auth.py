@@ -1,7 +1,7 @@
 """The API key check, as the outermost gate of the app: before a body is read, parsed, size-checked
 or validated, so a client without the key learns nothing of the schema and costs no parsing.
 
-Protected when the server has ``api_key``: every ``/v1`` route, and the API documents (``/docs``,
+Protected when the server has ``api_key``: every ``/v1`` and ``/v2`` route, and the API documents (``/docs``,
 ``/redoc``, ``/openapi.json``) unless ``open_docs`` is set. Open always: ``/healthz``, ``/readyz``,
 ``/metrics`` (probes and scrapers) and CORS preflight requests (browsers send no credentials on
 them; the CORS middleware answers them). The route dependency :func:`require_api_key` stays on the
@@ -62,7 +62,7 @@ class ApiKeyMiddleware:
             headers = dict(scope.get("headers", ()))
             if b"access-control-request-method" in headers:
                 return False  # a CORS preflight
-        if path == "/v1" or path.startswith("/v1/"):
+        if path in ("/v1", "/v2") or path.startswith(("/v1/", "/v2/")):
             return True
         return path in DOC_PATHS and not self.open_docs
 

@@ -35,6 +35,8 @@ from distilir_index.service.schemas import (
     HitOut,
     IndexInfo,
     IndexList,
+    ModelCard,
+    ModelList,
     Readiness,
     ReloadRequest,
     ReloadResponse,
@@ -45,7 +47,7 @@ from distilir_index.service.schemas import (
     Usage,
 )
 
-__all__ = ["build_ops_router", "build_v1_router", "search_batch"]
+__all__ = ["build_ops_router", "build_v1_router", "build_v2_router", "search_batch"]
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <api key>`")
@@ -99,6 +101,57 @@ def search_batch(key: Hashable, items: list[tuple[str, int]]) -> list[list[Hit]]
         [q for q, _ in items], k=k_max, filters=filters, ids=list(ids) if ids is not None else None
     )
     return [hits[:k] for hits, (_, k) in zip(results, items, strict=True)]
+
+
+def _rerank_endpoint(RerankRequest: Any) -> Any:  # noqa: N803 - a class
+    """The rerank handler for this server's request class (served at /v1/rerank and /v2/rerank)."""
+
+    async def rerank(body: RerankRequest, request: Request) -> RerankResponse:  # type: ignore[valid-type]
+        if not body.query.strip():
+            raise InvalidQuery("query is empty (only whitespace); pass the text to rerank for")
+        backend = request.app.state.backend
+        texts = [d if isinstance(d, str) else d.text for d in body.documents]
+        start = time.perf_counter()
+        scores = await run_in_threadpool(backend.rerank, body.query, texts, model=body.model)
+        order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))
+        if body.top_n is not None:
+            order = order[: body.top_n]
+        results = [
+            RerankResult(
+                index=i,
+                relevance_score=float(scores[i]),
+                document=RerankDocument(text=texts[i]) if body.return_documents else None,
+            )
+            for i in order
+        ]
+        took = (time.perf_counter() - start) * 1000.0
+        return RerankResponse(
+            id=str(uuid.uuid4()),
+            results=results,
+            model=backend.reranker_name or "",
+            meta={"took_ms": round(took, 3), "documents": len(texts)},
+        )
+
+    return rerank
+
+
+def build_v2_router(models: SimpleNamespace) -> APIRouter:
+    """``/v2/rerank``: the path Cohere's v2 client (``cohere.ClientV2().rerank``) calls; the body and
+    answer are those of ``/v1/rerank``, which already has the v2 shape."""
+    router = APIRouter(
+        prefix="/v2", dependencies=[Depends(require_api_key)], responses=_errors(401, 413, 422)
+    )
+    router.add_api_route(
+        "/rerank",
+        _rerank_endpoint(models.RerankRequest),
+        methods=["POST"],
+        response_model=RerankResponse,
+        response_model_exclude_none=True,
+        responses=_errors(404, 501),
+        tags=["rerank"],
+        summary="Rerank documents (Cohere rerank API v2)",
+    )
+    return router
 
 
 def build_v1_router(models: SimpleNamespace) -> APIRouter:
@@ -169,39 +222,27 @@ def build_v1_router(models: SimpleNamespace) -> APIRouter:
             data=data, model=model, usage=Usage(prompt_tokens=tokens, total_tokens=tokens)
         )
 
-    @router.post(
+    router.add_api_route(
         "/rerank",
+        _rerank_endpoint(RerankRequest),
+        methods=["POST"],
         response_model=RerankResponse,
         response_model_exclude_none=True,
         responses=_errors(404, 501),
         tags=["rerank"],
-        summary="Rerank documents (Cohere rerank API)",
+        summary="Rerank documents (Cohere rerank API; also at /v2/rerank)",
     )
-    async def rerank(body: RerankRequest, request: Request) -> RerankResponse:  # type: ignore[valid-type]
-        if not body.query.strip():
-            raise InvalidQuery("query is empty (only whitespace); pass the text to rerank for")
+
+    @router.get(
+        "/models", response_model=ModelList, tags=["embeddings"], summary="Models (OpenAI models API)"
+    )
+    async def models_(request: Request) -> ModelList:
         backend = request.app.state.backend
-        texts = [d if isinstance(d, str) else d.text for d in body.documents]
-        start = time.perf_counter()
-        scores = await run_in_threadpool(backend.rerank, body.query, texts, model=body.model)
-        order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))
-        if body.top_n is not None:
-            order = order[: body.top_n]
-        results = [
-            RerankResult(
-                index=i,
-                relevance_score=float(scores[i]),
-                document=RerankDocument(text=texts[i]) if body.return_documents else None,
-            )
-            for i in order
-        ]
-        took = (time.perf_counter() - start) * 1000.0
-        return RerankResponse(
-            id=str(uuid.uuid4()),
-            results=results,
-            model=backend.reranker_name or "",
-            meta={"took_ms": round(took, 3), "documents": len(texts)},
-        )
+        names = [] if backend.embedder_name is None else [backend.embedder_name]
+        names += [n for n in backend.names if backend.get(n).kind == "dense" and n not in names]
+        if backend.reranker_name is not None and backend.reranker_name not in names:
+            names.append(backend.reranker_name)
+        return ModelList(data=[ModelCard(id=n) for n in names])
 
     @router.get("/indexes", response_model=IndexList, tags=["indexes"], summary="Loaded indexes")
     async def indexes(

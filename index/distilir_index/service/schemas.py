@@ -28,6 +28,8 @@ __all__ = [
     "HitOut",
     "IndexInfo",
     "IndexList",
+    "ModelCard",
+    "ModelList",
     "Readiness",
     "ReloadRequest",
     "RerankDocument",
@@ -146,6 +148,21 @@ class EmbeddingsResponse(BaseModel):
     data: list[Embedding]
     model: str
     usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "distilir"
+
+
+class ModelList(BaseModel):
+    """``GET /v1/models`` (OpenAI shape): the embedding model, the dense indexes (whose query encoders
+    /v1/embeddings can use by index name) and the rerank model."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
 
 
 # -- rerank (Cohere v2 shape) ----------------------------------------------------------------------

@@ -57,6 +57,8 @@ OPERATIONS = [
     "POST /v1/search",
     "POST /v1/embeddings",
     "POST /v1/rerank",
+    "POST /v2/rerank",
+    "GET /v1/models",
     "GET /v1/indexes",
     "POST /v1/indexes/{name}/reload",
     "GET /healthz",
@@ -83,6 +85,7 @@ NEGATIVE = [
     "POST /v1/search",
     "POST /v1/embeddings",
     "POST /v1/rerank",
+    "POST /v2/rerank",
     "GET /v1/indexes",
     "POST /v1/indexes/{name}/reload",
 ]
