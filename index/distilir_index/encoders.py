@@ -164,8 +164,13 @@ class DenseEncoder:
     def encode_queries(self, queries: Sequence[str], show_progress: bool = False) -> np.ndarray:
         return self._encode(queries, self.query_prompt, show_progress, self.query_quantization)
 
-    def encode_documents(self, documents: Sequence[str], show_progress: bool = False) -> np.ndarray:
-        cache = self.document_cache
+    def encode_documents(
+        self, documents: Sequence[str], show_progress: bool = False, *, cache: bool = True
+    ) -> np.ndarray:
+        """Document vectors, read from and added to :attr:`document_cache` unless ``cache=False``
+        (the service embeds client texts with it off: a cache of whatever clients send would grow
+        without bound)."""
+        cache = self.document_cache if cache else None
         if cache is None:
             return self._encode(documents, self.document_prompt, show_progress)
         if isinstance(documents, str):

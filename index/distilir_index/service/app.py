@@ -35,6 +35,7 @@ from distilir_index.service.auth import ApiKeyMiddleware
 from distilir_index.service.backend import Backend, load_retriever
 from distilir_index.service.batching import MicroBatcher
 from distilir_index.service.errors import error_body, install_error_handlers
+from distilir_index.service.limits import RouteLimiter
 from distilir_index.service.metrics import MetricsMiddleware, ServiceMetrics
 from distilir_index.service.routes import (
     _update_index_gauges,
@@ -174,6 +175,9 @@ def create_app(
     )
     app.state.batcher = None
     app.state.metrics = metrics
+    app.state.limiter = RouteLimiter(
+        settings.max_concurrent, settings.request_timeout_s, retry_after_s=settings.retry_after_s
+    )
     install_error_handlers(app)
     limited = limited_models(settings)
     v1, v2, ops = build_v1_router(limited), build_v2_router(limited), build_ops_router()

@@ -33,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from distilir_index.base import Hit
+from distilir_index.encoders import DenseEncoder
 from distilir_index.retriever import DEFAULT_MAX_K, Retriever
 from distilir_index.service.errors import BadRequest, InvalidModel, NotConfigured, UnknownIndex, UnknownModel
 
@@ -73,10 +74,26 @@ class _Embedder:
         self.name = name
         model = getattr(obj, "model", obj)
         self._tokenizer = getattr(model, "tokenizer", None)
+        limit = getattr(model, "max_seq_length", None)
+        self._max_length = int(limit) if isinstance(limit, int) and limit > 0 else None
+
+    @property
+    def dimension(self) -> int | None:
+        dim = getattr(self.obj, "dimension", None)
+        if isinstance(dim, int):
+            return dim
+        get_dim = getattr(self.obj, "get_sentence_embedding_dimension", None)
+        return int(get_dim()) if callable(get_dim) and get_dim() else None
 
     def encode(self, texts: list[str], input_type: str) -> np.ndarray:
         obj = self.obj
-        if callable(getattr(obj, "encode_queries", None)):
+        if isinstance(obj, DenseEncoder):
+            # client texts never go into the on-disk document cache (it would grow without bound)
+            if input_type == "query":
+                vectors = obj.encode_queries(texts)
+            else:
+                vectors = obj.encode_documents(texts, cache=False)
+        elif callable(getattr(obj, "encode_queries", None)):
             method = obj.encode_queries if input_type == "query" else obj.encode_documents
             vectors = method(texts)
         elif callable(getattr(obj, "encode", None)):  # a SentenceTransformer
@@ -96,11 +113,15 @@ class _Embedder:
         return vectors
 
     def count_tokens(self, texts: list[str]) -> int:
-        """Tokens the model sees (truncation ignored), for OpenAI's ``usage``; 0 without a tokenizer."""
+        """Tokens the model sees, cut at its max length as the model cuts them, for OpenAI's
+        ``usage``; 0 without a tokenizer."""
         if self._tokenizer is None:
             return 0
+        max_length = self._max_length
         try:
-            encoded = self._tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+            encoded = self._tokenizer(
+                texts, add_special_tokens=True, truncation=max_length is not None, max_length=max_length
+            )["input_ids"]
         except Exception:  # noqa: BLE001 - usage is informative; never fail a request over it
             return 0
         return int(sum(len(ids) for ids in encoded))

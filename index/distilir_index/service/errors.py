@@ -27,6 +27,8 @@ other base.IndexError_                 400     index_error
 Unauthorized                           401     unauthorized
 Forbidden                              403     forbidden
 PayloadTooLarge                        413     payload_too_large
+Overloaded (route at its cap)          429     overloaded (with Retry-After)
+TimedOut (past the time budget)        503     timeout (with Retry-After)
 request validation (pydantic)          422     validation_error
 anything else                          500     internal_error
 =====================================  ======  ===================
@@ -53,8 +55,10 @@ __all__ = [
     "Forbidden",
     "InvalidModel",
     "NotConfigured",
+    "Overloaded",
     "PayloadTooLarge",
     "ServiceError",
+    "TimedOut",
     "Unauthorized",
     "UnknownIndex",
     "UnknownModel",
@@ -125,6 +129,20 @@ class Forbidden(ServiceError):
 class PayloadTooLarge(ServiceError):
     status_code = 413
     type = "payload_too_large"
+
+
+class Overloaded(ServiceError):
+    """A route already has as many requests at work as its cap allows (see service.limits)."""
+
+    status_code = 429
+    type = "overloaded"
+
+
+class TimedOut(ServiceError):
+    """The request's work did not finish within the server's time budget (see service.limits)."""
+
+    status_code = 503
+    type = "timeout"
 
 
 #: Domain errors raised outside the service package, most specific first.

@@ -25,7 +25,7 @@ from distilir_index.base import Hit
 from distilir_index.filters import FilterError, compile_filter, filter_size
 from distilir_index.retriever import InvalidQuery, Retriever
 from distilir_index.service.auth import key_problem
-from distilir_index.service.errors import Forbidden, Unauthorized
+from distilir_index.service.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 from distilir_index.service.metrics import CONTENT_TYPE_LATEST
 from distilir_index.service.schemas import (
     Embedding,
@@ -109,10 +109,18 @@ def _rerank_endpoint(RerankRequest: Any) -> Any:  # noqa: N803 - a class
     async def rerank(body: RerankRequest, request: Request) -> RerankResponse:  # type: ignore[valid-type]
         if not body.query.strip():
             raise InvalidQuery("query is empty (only whitespace); pass the text to rerank for")
-        backend = request.app.state.backend
+        state = request.app.state
+        backend = state.backend
         texts = [d if isinstance(d, str) else d.text for d in body.documents]
+        chars = sum(len(t) for t in texts)
+        if chars > state.settings.max_rerank_chars:
+            raise PayloadTooLarge(
+                f"the documents of this rerank hold {chars} characters together; this server accepts "
+                f"at most {state.settings.max_rerank_chars} (setting max_rerank_chars). Send fewer or "
+                "shorter documents (the reranker reads only the first few hundred tokens of each)."
+            )
         start = time.perf_counter()
-        scores = await run_in_threadpool(backend.rerank, body.query, texts, model=body.model)
+        scores = await state.limiter.run_sync("rerank", backend.rerank, body.query, texts, model=body.model)
         order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))
         if body.top_n is not None:
             order = order[: body.top_n]
@@ -193,9 +201,11 @@ def build_v1_router(models: SimpleNamespace) -> APIRouter:
                 json.dumps(body.filters, sort_keys=True) if body.filters else None,
                 tuple(body.ids) if body.ids is not None else None,
             )
-            hits = await batcher.submit(key, (body.query, body.k))
+            hits = await state.limiter.run("search", lambda: batcher.submit(key, (body.query, body.k)))
         else:
-            hits = await run_in_threadpool(retriever.search, body.query, body.k, body.filters, body.ids)
+            hits = await state.limiter.run_sync(
+                "search", retriever.search, body.query, body.k, body.filters, body.ids
+            )
         took = (time.perf_counter() - start) * 1000.0
         return SearchResponse(hits=[_hit_out(h) for h in hits], took_ms=round(took, 3), index=name)
 
@@ -207,10 +217,19 @@ def build_v1_router(models: SimpleNamespace) -> APIRouter:
         summary="Embed texts (OpenAI embeddings API)",
     )
     async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsResponse:  # type: ignore[valid-type]
+        state = request.app.state
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
-        vectors, model, tokens = await run_in_threadpool(
-            request.app.state.backend.embed, texts, model=body.model, input_type=body.input_type
+        if not all(isinstance(t, str) for t in texts):
+            raise BadRequest(
+                "input holds token ids; this server embeds text with its own model, whose tokenizer "
+                "is not the one that made the ids (OpenAI's tiktoken), so it cannot read them. Send "
+                "the texts as strings (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)."
+            )
+        vectors, model, tokens = await state.limiter.run_sync(
+            "embeddings", state.backend.embed, texts, model=body.model, input_type=body.input_type
         )
+        if body.dimensions is not None:
+            vectors = _cut_dimensions(vectors, body.dimensions, model, state.settings.truncatable_models)
         if body.encoding_format == "base64":
             data = [
                 Embedding(index=i, embedding=base64.b64encode(v.astype("<f4").tobytes()).decode("ascii"))
@@ -276,8 +295,13 @@ def build_v1_router(models: SimpleNamespace) -> APIRouter:
             )
         start = time.perf_counter()
         try:
-            old, new = await run_in_threadpool(
-                backend.reload, name, path=body.path if body else None, model=body.model if body else None
+            # capped, without a time budget: a reload past it would still swap the index in
+            old, new = await state.limiter.run(
+                "reload",
+                lambda: run_in_threadpool(
+                    backend.reload, name, path=body.path if body else None, model=body.model if body else None
+                ),
+                budget=False,
             )
         except Exception:
             state.metrics.reloads.labels(name, "error").inc()
@@ -291,6 +315,26 @@ def build_v1_router(models: SimpleNamespace) -> APIRouter:
         )
 
     return router
+
+
+def _cut_dimensions(vectors: np.ndarray, dimensions: int, model: str, truncatable: list[str]) -> np.ndarray:
+    """OpenAI's ``dimensions``: the full size always; fewer only for models trained to be cut."""
+    full = vectors.shape[1]
+    if dimensions == full:
+        return vectors
+    if dimensions > full:
+        raise BadRequest(f"dimensions={dimensions}, but {model!r} gives {full}-dimensional embeddings")
+    if model not in truncatable:
+        raise BadRequest(
+            f"dimensions={dimensions}: {model!r} gives {full}-dimensional embeddings and is not listed "
+            "as trained to be cut to fewer (server setting truncatable_models, for Matryoshka models); "
+            f"cutting it would lose quality silently. Drop `dimensions` or pass {full}."
+        )
+    cut = vectors[:, :dimensions]
+    norms = np.linalg.norm(vectors, axis=1)
+    if np.allclose(norms, 1.0, atol=1e-3):  # a normalising model: its cut vectors are unit vectors too
+        cut = cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(cut, dtype=np.float32)
 
 
 def _redact_paths(value: Any) -> Any:

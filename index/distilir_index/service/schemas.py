@@ -111,6 +111,15 @@ class SearchResponse(BaseModel):
 # -- embeddings (OpenAI shape) ---------------------------------------------------------------------
 
 
+#: OpenAI's API also takes token ids (one list, or one list per input); LangChain's OpenAIEmbeddings
+#: sends tiktoken ids by default. They parse (so the answer can say what to do) and are refused.
+_TokenIds = Annotated[list[StrictInt], Field(min_length=1, max_length=_HARD_BATCH)]
+_INPUT_DESCRIPTION = (
+    "One text or a list of texts to embed. Token ids (OpenAI's other input forms) are refused with "
+    "a 400: the client's tokenizer is not this server's model's."
+)
+
+
 class EmbeddingsRequest(_Body):
     input: (
         Annotated[str, StringConstraints(min_length=1, max_length=_HARD_INPUT_CHARS)]
@@ -118,7 +127,19 @@ class EmbeddingsRequest(_Body):
             list[Annotated[str, StringConstraints(min_length=1, max_length=_HARD_INPUT_CHARS)]],
             Field(min_length=1, max_length=_HARD_BATCH),
         ]
-    ) = Field(description="One text or a list of texts to embed.")
+        | _TokenIds
+        | Annotated[list[_TokenIds], Field(min_length=1, max_length=_HARD_BATCH)]
+    ) = Field(description=_INPUT_DESCRIPTION)
+    dimensions: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="Cut each embedding to its first `dimensions` values (re-normalised), for models "
+        "the server lists in `truncatable_models` (trained for it, Matryoshka); for other models "
+        "only their full size is accepted.",
+    )
+    user: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        None, description="An end-user id (OpenAI's field); accepted and not used."
+    )
     model: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = Field(
         None,
         description="The configured embedding model's name, or the name of a dense index whose "
@@ -284,8 +305,11 @@ def limited_models(settings: ServiceSettings) -> SimpleNamespace:
         "EmbeddingsRequest",
         __base__=EmbeddingsRequest,
         input=(
-            text | Annotated[list[text], Field(min_length=1, max_length=settings.max_batch)],
-            Field(description="One text or a list of texts to embed."),
+            text
+            | Annotated[list[text], Field(min_length=1, max_length=settings.max_batch)]
+            | _TokenIds
+            | Annotated[list[_TokenIds], Field(min_length=1, max_length=settings.max_batch)],
+            Field(description=_INPUT_DESCRIPTION),
         ),
     )
     return SimpleNamespace(SearchRequest=search, RerankRequest=rerank, EmbeddingsRequest=embeddings)

@@ -16,7 +16,10 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ServiceSettings"]
+__all__ = ["DEFAULT_CAPS", "ServiceSettings"]
+
+#: Default per-route caps; a ``max_concurrent`` setting changes the routes it names, keeps the others.
+DEFAULT_CAPS = {"search": 256, "embeddings": 8, "rerank": 2, "reload": 2}
 
 
 class ServiceSettings(BaseSettings):
@@ -40,6 +43,18 @@ class ServiceSettings(BaseSettings):
         max_ids: longest ``ids`` list accepted by /v1/search.
         max_filter_terms: most terms (field names, operators and list members, at any depth) in one
             /v1/search filter; a larger filter is a 400 before any document is looked at.
+        max_rerank_chars: most characters of all documents of one rerank request together (its cost
+            grows with documents x length up to the model's max length); more is a 413.
+        max_concurrent: route (``search``, ``embeddings``, ``rerank``, ``reload``) -> most requests of
+            that route at work at once; the next one gets 429 with ``Retry-After`` instead of waiting
+            in a queue (see :mod:`distilir_index.service.limits`).
+        request_timeout_s: time budget of one request's work; past it the answer is 503 with
+            ``Retry-After`` (the work itself runs to its end and keeps its slot). None: no budget.
+        retry_after_s: the ``Retry-After`` of those 429 and 503 answers, in seconds.
+        truncatable_models: embedding models (names clients use: the embedding model, dense index
+            names) trained to keep working when cut to their first dimensions (Matryoshka): for
+            them /v1/embeddings honours OpenAI's ``dimensions`` below the full size; for others
+            such a request is a 400.
         batch_wait_ms: how long the micro-batcher waits for more queries before encoding a batch;
             0 disables batching (each request searched on its own thread).
         batch_concurrency: how many batches may run at once (threads); more waits and batches up.
@@ -77,6 +92,11 @@ class ServiceSettings(BaseSettings):
     max_batch: int = Field(128, ge=1)
     max_ids: int = Field(10_000, ge=1)
     max_filter_terms: int = Field(1024, ge=1)
+    max_rerank_chars: int = Field(262_144, ge=1)
+    max_concurrent: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CAPS))
+    request_timeout_s: float | None = Field(30.0, gt=0, le=3600)
+    retry_after_s: int = Field(1, ge=1, le=3600)
+    truncatable_models: list[str] = Field(default_factory=list)
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)
     batch_concurrency: int = Field(2, ge=1, le=64)
     batch_kinds: list[str] = Field(default_factory=lambda: ["dense", "sparse", "hybrid"])
@@ -107,6 +127,19 @@ class ServiceSettings(BaseSettings):
                     f"index names must be non-empty, without '/' or surrounding spaces, got {name!r}"
                 )
         return value
+
+    @field_validator("max_concurrent")
+    @classmethod
+    def _caps(cls, value: dict[str, int]) -> dict[str, int]:
+        from distilir_index.service.limits import ROUTES
+
+        unknown = sorted(set(value) - set(ROUTES))
+        if unknown:
+            raise ValueError(f"max_concurrent names unknown routes {unknown}; known: {list(ROUTES)}")
+        bad = {k: v for k, v in value.items() if not isinstance(v, int) or v < 1}
+        if bad:
+            raise ValueError(f"max_concurrent caps must be integers >= 1, got {bad}")
+        return {**DEFAULT_CAPS, **value}
 
     @field_validator("index_models")
     @classmethod
