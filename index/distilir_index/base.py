@@ -52,6 +52,7 @@ __all__ = [
     "Hit",
     "Index",
     "IndexError_",
+    "GenerationMissing",
     "ManifestError",
     "read_manifest",
 ]
@@ -67,6 +68,11 @@ class IndexError_(Exception):  # noqa: N801 - avoid shadowing the builtin IndexE
 
 class ManifestError(IndexError_):
     """A directory is not a distilir index, or its manifest does not fit what was asked."""
+
+
+class GenerationMissing(ManifestError):
+    """A data file the manifest names is gone: the directory is damaged, or a save of the same
+    folder replaced that generation while it was being read (then reading again finds the new one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +193,7 @@ def read_manifest(path: str | os.PathLike[str], kind: str | None = None) -> dict
         )
     for role, name in manifest.get("files", {}).items():
         if not (path / name).exists():
-            raise ManifestError(f"{path}: file {name!r} ({role}) named by the manifest is missing.")
+            raise GenerationMissing(f"{path}: file {name!r} ({role}) named by the manifest is missing.")
     return manifest
 
 

@@ -32,10 +32,17 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from distilir_index.base import Hit
+from distilir_index.base import GenerationMissing, Hit
 from distilir_index.encoders import DenseEncoder
 from distilir_index.retriever import DEFAULT_MAX_K, Retriever
-from distilir_index.service.errors import BadRequest, InvalidModel, NotConfigured, UnknownIndex, UnknownModel
+from distilir_index.service.errors import (
+    BadRequest,
+    IndexChanging,
+    InvalidModel,
+    NotConfigured,
+    UnknownIndex,
+    UnknownModel,
+)
 
 __all__ = ["Backend", "IndexEntry", "Reranker", "as_embedder", "as_reranker", "load_retriever"]
 
@@ -307,11 +314,29 @@ class Backend:
             use_model = model if model is not None else old.model
             if path is not None:
                 _check_readable_dir(source)
-            retriever = self._loader(source, model=use_model, max_k=self.max_k)  # the slow part, unlocked
+            retriever = self._load_settled(source, use_model)  # the slow part, unlocked
             new = IndexEntry(name, retriever, source, use_model)
             with self._lock:
                 self._entries[name] = new
         return old, new
+
+    def _load_settled(self, source: Path, model: str | None, attempts: int = 5) -> Retriever:
+        """Load ``source``, reading it again when a file vanished under the reader: a rebuild of the
+        same folder replaced the generation the manifest named (saves are atomic, so the next read
+        finds the new one). Still vanishing after ``attempts`` reads: a retryable 503."""
+        for attempt in range(attempts):
+            try:
+                return self._loader(source, model=model, max_k=self.max_k)
+            except (FileNotFoundError, GenerationMissing) as exc:
+                if not source.exists():
+                    raise
+                last = exc
+                time.sleep(0.05 * (attempt + 1))
+        raise IndexChanging(
+            f"the index at {source.name!r} kept changing while it was read ({attempts} reads; last: "
+            f"{type(last).__name__}: {str(last)[:200]}); a rebuild is writing it. Retry when it is done.",
+            headers={"Retry-After": "1"},
+        )
 
     def entry(self, name: str) -> IndexEntry:
         with self._lock:

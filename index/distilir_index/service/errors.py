@@ -29,6 +29,7 @@ Forbidden                              403     forbidden
 PayloadTooLarge                        413     payload_too_large
 Overloaded (route at its cap)          429     overloaded (with Retry-After)
 TimedOut (past the time budget)        503     timeout (with Retry-After)
+IndexChanging (rebuilt while read)     503     index_changing (with Retry-After)
 request validation (pydantic)          422     validation_error
 anything else                          500     internal_error
 =====================================  ======  ===================
@@ -53,6 +54,7 @@ from distilir_index.retriever import InvalidK, InvalidQuery
 __all__ = [
     "BadRequest",
     "Forbidden",
+    "IndexChanging",
     "InvalidModel",
     "NotConfigured",
     "Overloaded",
@@ -136,6 +138,13 @@ class Overloaded(ServiceError):
 
     status_code = 429
     type = "overloaded"
+
+
+class IndexChanging(ServiceError):
+    """A reload kept finding files of the index replaced under it (a rebuild of the same folder)."""
+
+    status_code = 503
+    type = "index_changing"
 
 
 class TimedOut(ServiceError):

@@ -170,3 +170,71 @@ def test_embeddings_count_tokens_as_the_model_sees_them_and_cache_nothing(embed_
     limit = encoder.model.max_seq_length
     assert answer.json()["usage"]["prompt_tokens"] <= limit + 8
     assert len(encoder.document_cache) == 0  # client texts are not written to the document cache
+
+
+def test_a_reload_reads_again_when_a_rebuild_replaced_the_generation(bm25_path, tmp_path):
+    """The loader fails as the audit saw it (a file of the generation just replaced vanished); the
+    backend reads the folder again and serves the new generation instead of answering 500."""
+    from distilir_index.base import GenerationMissing
+    from distilir_index.service.backend import Backend, load_retriever
+    from distilir_index.service.errors import IndexChanging
+
+    failures = {"left": 2}
+
+    def racing_loader(path, **kwargs):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise FileNotFoundError(f"{path}/bm25.g1.npz") if failures["left"] else GenerationMissing("gone")
+        return load_retriever(path, **kwargs)
+
+    backend = Backend(loader=racing_loader)
+    backend.add("bm25", load_retriever(bm25_path), path=bm25_path)
+    old, new = backend.reload("bm25")
+    assert failures["left"] == 0 and len(new.retriever) == len(old.retriever)
+
+    def always_racing(path, **kwargs):
+        raise FileNotFoundError(f"{path}/bm25.g9.npz")
+
+    stuck = Backend(loader=always_racing)
+    stuck.add("bm25", load_retriever(bm25_path), path=bm25_path)
+    with pytest.raises(IndexChanging, match="kept changing") as caught:
+        stuck.reload("bm25")
+    assert caught.value.headers == {"Retry-After": "1"}
+    assert stuck.get("bm25") is not None  # the old index keeps serving
+
+
+def test_reloads_racing_rebuilds_of_the_same_folder_never_answer_5xx(serve, docs, tmp_path):
+    from distilir_index.bm25 import BM25Index
+
+    path = tmp_path / "bm25"
+
+    def build():
+        index = BM25Index()
+        index.add([d["id"] for d in docs], [d["text"] for d in docs])
+        index.save(path)
+
+    build()
+    settings = ServiceSettings(indexes={"bm25": path}, batch_wait_ms=0)
+    stop = threading.Event()
+
+    def rebuild():
+        while not stop.is_set():
+            build()
+
+    statuses = []
+    with serve(create_app(settings)) as url:
+        writer = threading.Thread(target=rebuild, daemon=True)
+        writer.start()
+        try:
+            deadline = time.monotonic() + 6
+            with httpx.Client(base_url=url, timeout=30) as c:
+                while time.monotonic() < deadline:
+                    statuses.append(c.post("/v1/indexes/bm25/reload").status_code)
+                    search = c.post("/v1/search", json={"query": "cells", "k": 3})
+                    assert search.status_code == 200
+        finally:
+            stop.set()
+            writer.join(timeout=30)
+    assert len(statuses) >= 10
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(200) >= len(statuses) // 2
