@@ -176,6 +176,8 @@ def _serve(args: argparse.Namespace) -> int:
             overrides[field] = value
     if args.allow_reload_overrides:
         overrides["allow_reload_overrides"] = True
+    if args.reload_root is not None:
+        overrides["reload_root"] = args.reload_root
     if args.open_docs:
         overrides["open_docs"] = True
     if args.cors:
@@ -294,7 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--allow-reload-overrides",
         action="store_true",
-        help="let POST /v1/indexes/{name}/reload name another path or model",
+        help="let POST /v1/indexes/{name}/reload name another path (under --reload-root) or model",
+    )
+    s.add_argument(
+        "--reload-root",
+        default=None,
+        help="folder that reload paths must lie in (default: the folder of each index's directory)",
     )
     s.add_argument(
         "--open-docs",

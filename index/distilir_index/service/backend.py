@@ -37,6 +37,7 @@ from distilir_index.encoders import DenseEncoder
 from distilir_index.retriever import DEFAULT_MAX_K, Retriever
 from distilir_index.service.errors import (
     BadRequest,
+    Conflict,
     IndexChanging,
     InvalidModel,
     NotConfigured,
@@ -315,6 +316,12 @@ class Backend:
             if path is not None:
                 _check_readable_dir(source)
             retriever = self._load_settled(source, use_model)  # the slow part, unlocked
+            if retriever.kind != old.retriever.kind:
+                raise Conflict(
+                    f"index {name!r} is a {old.retriever.kind!r} index; the reload found a "
+                    f"{retriever.kind!r} one, and clients that asked for {name!r} would silently get "
+                    "another kind of search. Serve it under another name (restart with it configured)."
+                )
             new = IndexEntry(name, retriever, source, use_model)
             with self._lock:
                 self._entries[name] = new

@@ -30,6 +30,7 @@ PayloadTooLarge                        413     payload_too_large
 Overloaded (route at its cap)          429     overloaded (with Retry-After)
 TimedOut (past the time budget)        503     timeout (with Retry-After)
 IndexChanging (rebuilt while read)     503     index_changing (with Retry-After)
+Conflict (reload would change kind)    409     conflict
 request validation (pydantic)          422     validation_error
 anything else                          500     internal_error
 =====================================  ======  ===================
@@ -53,6 +54,7 @@ from distilir_index.retriever import InvalidK, InvalidQuery
 
 __all__ = [
     "BadRequest",
+    "Conflict",
     "Forbidden",
     "IndexChanging",
     "InvalidModel",
@@ -138,6 +140,13 @@ class Overloaded(ServiceError):
 
     status_code = 429
     type = "overloaded"
+
+
+class Conflict(ServiceError):
+    """The request contradicts the server's state (a reload that would change an index's kind)."""
+
+    status_code = 409
+    type = "conflict"
 
 
 class IndexChanging(ServiceError):

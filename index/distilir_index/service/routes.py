@@ -293,6 +293,8 @@ def build_v1_router(models: SimpleNamespace) -> APIRouter:
                 "reloading from another path or with another model is disabled on this server "
                 "(setting allow_reload_overrides); send an empty body to reload from the same path"
             )
+        if body is not None and body.path is not None:
+            _check_reload_root(body.path, state.settings.reload_root, backend.entry(name).path)
         start = time.perf_counter()
         try:
             # capped, without a time budget: a reload past it would still swap the index in
@@ -315,6 +317,26 @@ def build_v1_router(models: SimpleNamespace) -> APIRouter:
         )
 
     return router
+
+
+def _check_reload_root(path: str, root: Any, current: Any) -> None:
+    """A reload path must resolve inside ``root`` (default: the folder of the index's current
+    directory). The refusal is the same whether the path exists or not."""
+    import os
+
+    base = root if root is not None else (current.parent if current is not None else None)
+    try:
+        resolved = os.path.realpath(path)
+        inside = base is not None and os.path.commonpath([resolved, os.path.realpath(base)]) == (
+            os.path.realpath(base)
+        )
+    except (OSError, ValueError):
+        inside = False
+    if not inside:
+        raise Forbidden(
+            "reload paths must lie under this server's reload root (setting reload_root; default: the "
+            "folder of the index's configured directory); name a folder there"
+        )
 
 
 def _cut_dimensions(vectors: np.ndarray, dimensions: int, model: str, truncatable: list[str]) -> np.ndarray:

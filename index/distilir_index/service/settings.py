@@ -76,7 +76,11 @@ class ServiceSettings(BaseSettings):
         encoder_threads: ONNX Runtime threads per query-encoding call (default 1: concurrent
             requests, not one request's threads, use the cores).
         allow_reload_overrides: let ``POST /v1/indexes/{name}/reload`` name another path or model.
-            Off by default: with it, an API caller can make the server read any index path.
+            Off by default. Even with it, a path must lie under ``reload_root`` (anything else is the
+            same 403, whether it exists or not: no probing of the server's files) and a reload can
+            never change an index's kind (409).
+        reload_root: the folder reload paths must lie in (after resolving links); default: the
+            folder holding the index's configured directory.
     """
 
     model_config = SettingsConfigDict(env_prefix="DISTILIR_", extra="forbid", validate_default=True)
@@ -108,6 +112,7 @@ class ServiceSettings(BaseSettings):
     query_quantization: Literal["int8"] | None = None
     encoder_threads: int | None = Field(1, ge=1, le=1024)
     allow_reload_overrides: bool = False
+    reload_root: Path | None = None
 
     @property
     def encoder_options(self) -> dict[str, Any]:

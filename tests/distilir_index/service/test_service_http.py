@@ -229,10 +229,34 @@ def test_reload_overrides_are_forbidden_unless_enabled(plain_server, tmp_path):
         assert c.post("/v1/indexes/bm25/reload").status_code == 200
 
 
-def test_reload_from_a_directory_that_is_no_index_is_422(client, tmp_path):
-    r = client.post("/v1/indexes/live/reload", json={"path": str(tmp_path)})
+def test_reload_from_a_directory_that_is_no_index_is_422(client, live_copy):
+    empty = live_copy.parent / "not-an-index"
+    empty.mkdir(exist_ok=True)
+    r = client.post("/v1/indexes/live/reload", json={"path": str(empty)})
     assert "has no manifest.json" in error_of(r, 422, "invalid_index")
     assert search(client, query="cells", k=2, index="live")["hits"]  # the old index still serves
+
+
+def test_reload_paths_outside_the_root_are_refused_alike(client, tmp_path, bm25_path):
+    """Issue 17 (10): with overrides on, paths outside the reload root get one answer whether they
+    exist, are an index, or are nothing at all (no probing of the server's files)."""
+    messages = set()
+    for path in [bm25_path, tmp_path, tmp_path / "missing", "/etc", "/nonexistent/x"]:
+        r = client.post("/v1/indexes/live/reload", json={"path": str(path)})
+        messages.add(error_of(r, 403, "forbidden"))
+    assert len(messages) == 1 and "reload_root" in messages.pop()
+
+
+def test_a_reload_never_changes_an_index_kind(client, live_copy, dense_path):
+    """Issue 17 (10): reloading a BM25 index's name from a dense folder is a 409, not a silent switch."""
+    import shutil
+
+    other = live_copy.parent / "dense-copy"
+    if not other.exists():
+        shutil.copytree(dense_path, other)
+    r = client.post("/v1/indexes/live/reload", json={"path": str(other)})
+    assert "is a 'bm25' index" in error_of(r, 409, "conflict")
+    assert client.get("/v1/indexes").json()["indexes"][2]["kind"] == "bm25"
 
 
 def test_reload_with_a_mismatching_encoder_is_409(client, local, splade_path, queries):
