@@ -34,6 +34,7 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -217,7 +218,12 @@ class Server:
             "TRANSFORMERS_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # the server's log goes to a file: an undrained pipe fills up and blocks the server's logging
+        self.log = tempfile.NamedTemporaryFile(prefix="distilir-serve-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def log_text(self) -> str:
+        return Path(self.log.name).read_text(encoding="utf-8", errors="replace")
 
     def wait_ready(self, timeout: float = 300) -> None:
         import httpx
@@ -225,7 +231,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit("the server exited during startup:\n" + self.proc.stdout.read().decode())
+                raise SystemExit("the server exited during startup:\n" + self.log_text())
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return

@@ -22,9 +22,11 @@ sentence-transformers ``CrossEncoder`` (``predict`` over pairs), or a plain call
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,12 +129,30 @@ class _Embedder:
             return 0
         max_length = self._max_length
         try:
-            encoded = self._tokenizer(
-                texts, add_special_tokens=True, truncation=max_length is not None, max_length=max_length
-            )["input_ids"]
+            tokenizer, lock = _counting_tokenizer(self._tokenizer)
+            with lock:
+                encoded = tokenizer(
+                    texts, add_special_tokens=True, truncation=max_length is not None, max_length=max_length
+                )["input_ids"]
         except Exception:  # noqa: BLE001 - usage is informative; never fail a request over it
             return 0
         return int(sum(len(ids) for ids in encoded))
+
+
+_COUNTING: weakref.WeakKeyDictionary[Any, tuple[Any, threading.Lock]] = weakref.WeakKeyDictionary()
+_COUNTING_LOCK = threading.Lock()
+
+
+def _counting_tokenizer(tokenizer: Any) -> tuple[Any, threading.Lock]:
+    """A private copy of ``tokenizer`` for counting tokens, with its lock. A fast tokenizer keeps its
+    truncation and padding settings as state: counting with other settings on the model's own
+    tokenizer, while another thread encodes with it, broke that thread's batch (found by the soak:
+    "Unable to create tensor ... activate truncation and/or padding", a 500)."""
+    with _COUNTING_LOCK:
+        found = _COUNTING.get(tokenizer)
+        if found is None:
+            found = _COUNTING[tokenizer] = (copy.deepcopy(tokenizer), threading.Lock())
+        return found
 
 
 def as_embedder(obj: Any, name: str) -> _Embedder:
@@ -150,6 +170,7 @@ def load_retriever(
     model: str | None = None,
     max_k: int = DEFAULT_MAX_K,
     encoder_options: Mapping[str, Any] | None = None,
+    reuse_encoder: Any = None,
 ) -> Retriever:
     """Load an index directory as a Retriever.
 
@@ -160,6 +181,16 @@ def load_retriever(
     have a query encoder. ``encoder_options`` (``backend``, ``query_quantization``, ``threads``) are
     the runtime options of a dense index's query encoder.
     """
+    if model is None and reuse_encoder is not None:
+        # A reload of an index whose query encoder is unchanged keeps the loaded one: loading the
+        # same model again on every reload grew the server's memory (glibc rarely returns the freed
+        # weights to the system; the soak measured ~60 MB per reload) and cost seconds.
+        from distilir_index.encoders import EncoderMismatch
+
+        try:
+            return Retriever.load(path, max_k=max_k, encoder=reuse_encoder)
+        except (EncoderMismatch, TypeError):
+            pass  # another encoder (or a kind that takes none): load the one the manifest names
     if model is None:
         return Retriever.load(path, max_k=max_k, encoder_options=encoder_options)
     from distilir_index.base import read_manifest
@@ -315,7 +346,8 @@ class Backend:
             use_model = model if model is not None else old.model
             if path is not None:
                 _check_readable_dir(source)
-            retriever = self._load_settled(source, use_model)  # the slow part, unlocked
+            reuse = old.retriever.query_encoder if model is None and old.retriever.kind == "dense" else None
+            retriever = self._load_settled(source, use_model, reuse_encoder=reuse)  # slow part, unlocked
             if retriever.kind != old.retriever.kind:
                 raise Conflict(
                     f"index {name!r} is a {old.retriever.kind!r} index; the reload found a "
@@ -327,13 +359,16 @@ class Backend:
                 self._entries[name] = new
         return old, new
 
-    def _load_settled(self, source: Path, model: str | None, attempts: int = 5) -> Retriever:
+    def _load_settled(
+        self, source: Path, model: str | None, attempts: int = 5, reuse_encoder: Any = None
+    ) -> Retriever:
         """Load ``source``, reading it again when a file vanished under the reader: a rebuild of the
         same folder replaced the generation the manifest named (saves are atomic, so the next read
         finds the new one). Still vanishing after ``attempts`` reads: a retryable 503."""
         for attempt in range(attempts):
             try:
-                return self._loader(source, model=model, max_k=self.max_k)
+                extra = {"reuse_encoder": reuse_encoder} if reuse_encoder is not None else {}
+                return self._loader(source, model=model, max_k=self.max_k, **extra)
             except (FileNotFoundError, GenerationMissing) as exc:
                 if not source.exists():
                     raise

@@ -238,3 +238,19 @@ def test_reloads_racing_rebuilds_of_the_same_folder_never_answer_5xx(serve, docs
     assert len(statuses) >= 10
     assert set(statuses) <= {200, 503}, statuses
     assert statuses.count(200) >= len(statuses) // 2
+
+
+def test_a_reload_keeps_an_unchanged_query_encoder(dense_path, dense_encoder):
+    """Issue 17 (5): reloading a dense index whose encoder did not change reuses the loaded model
+    instead of loading it again (each new copy of the weights grew the server's memory)."""
+    from distilir_index.retriever import Retriever
+    from distilir_index.service.backend import Backend
+
+    backend = Backend()
+    backend.add("dense", Retriever.load(dense_path, encoder=dense_encoder), path=dense_path)
+    old, new = backend.reload("dense")
+    assert new.retriever is not old.retriever
+    assert new.retriever.query_encoder is dense_encoder
+    assert [h.id for h in new.retriever.search("bone density", k=3)] == [
+        h.id for h in old.retriever.search("bone density", k=3)
+    ]
