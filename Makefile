@@ -25,7 +25,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # torch, spinning made FAISS training ~10x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install install-teachers demo test test-slow bench lint clean
+.PHONY: install install-teachers browser demo test test-slow bench lint clean
 
 install: $(STAMP)
 
@@ -51,7 +51,16 @@ $(TSTAMP): $(STAMP)
 demo: install install-teachers
 	$(BIN)/distilir demo
 
-test: install
+# the headless browser of tests/distilir_index/service/test_playground.py: Debian's chromium, when
+# missing and apt is usable (root); never fails, that test is skipped without a browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	  || command -v google-chrome >/dev/null 2>&1 || test -n "$$DISTILIR_BROWSER" \
+	  || DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } \
+	  || echo "chromium not installed (needs apt as root): the playground browser test will be skipped"
+
+test: install browser
 	$(BIN)/python -m pytest -q -m "not slow" --timeout=600
 
 test-slow: install install-teachers

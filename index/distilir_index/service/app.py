@@ -13,6 +13,9 @@ or ``distilir-index serve --index scifact=indexes/scifact-dense``, or in Python:
 
 ``app.state`` after startup: ``settings``, ``backend`` (:class:`~distilir_index.service.backend.Backend`),
 ``batcher`` (the micro-batcher, or None when batching is off) and ``metrics``.
+
+``GET /playground`` serves the search playground page (setting ``playground``, see
+:mod:`distilir_index.service.playground`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from distilir_index.service.batching import MicroBatcher
 from distilir_index.service.errors import error_body, install_error_handlers
 from distilir_index.service.limits import RouteLimiter
 from distilir_index.service.metrics import MetricsMiddleware, ServiceMetrics
+from distilir_index.service.playground import build_playground_router
 from distilir_index.service.routes import (
     _update_index_gauges,
     build_ops_router,
@@ -184,6 +188,9 @@ def create_app(
     app.include_router(v1)
     app.include_router(v2)
     app.include_router(ops)
+    pages = build_playground_router() if settings.playground else None
+    if pages is not None:
+        app.include_router(pages)
     # add_middleware puts each new one outside the previous: metrics wraps CORS wraps the key check
     # wraps the body limit, so a request without the key is refused before its body is read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -198,7 +205,8 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=[*v1.routes, *v2.routes, *ops.routes])
+    routes = [*v1.routes, *v2.routes, *ops.routes, *(pages.routes if pages is not None else ())]
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
     return app
 
 

@@ -3,10 +3,11 @@ or validated, so a client without the key learns nothing of the schema and costs
 
 Protected when the server has ``api_key``: every ``/v1`` and ``/v2`` route, and the API documents (``/docs``,
 ``/redoc``, ``/openapi.json``) unless ``open_docs`` is set. Open always: ``/healthz``, ``/readyz``,
-``/metrics`` (probes and scrapers) and CORS preflight requests (browsers send no credentials on
-them; the CORS middleware answers them). The route dependency :func:`require_api_key` stays on the
-``/v1`` router so the OpenAPI document declares the security schemes; it checks the same headers
-with the same function.
+``/metrics`` (probes and scrapers), the static ``/playground`` page (it holds no data; the ``/v1``
+calls it makes need the key, see :mod:`distilir_index.service.playground`) and CORS preflight
+requests (browsers send no credentials on them; the CORS middleware answers them). The route
+dependency :func:`require_api_key` stays on the ``/v1`` router so the OpenAPI document declares the
+security schemes; it checks the same headers with the same function.
 """
 
 from __future__ import annotations

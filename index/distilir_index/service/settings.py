@@ -34,6 +34,11 @@ class ServiceSettings(BaseSettings):
             (``/docs``, ``/redoc``, ``/openapi.json``) unless ``open_docs``. Health, readiness and
             metrics stay open for probes.
         open_docs: serve the API documents without the key (they describe every route and limit).
+        playground: serve the search playground page at ``GET /playground`` (two indexes' hits for one
+            query side by side; :mod:`distilir_index.service.playground`). On by default: the page is
+            the same static file on every server and holds no index names, hits or keys, so it is
+            served without the key; its data calls are ``/v1`` calls and need the key like any other.
+            False: the page and its script and styles are 404s.
         max_body_bytes: larger request bodies get 413.
         max_query_chars: longest query (search, rerank) accepted, in characters.
         max_input_chars: longest single text accepted by /v1/embeddings and as a rerank document.
@@ -89,6 +94,7 @@ class ServiceSettings(BaseSettings):
     index_models: dict[str, str] = Field(default_factory=dict)
     api_key: SecretStr | None = None
     open_docs: bool = False
+    playground: bool = True
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_query_chars: int = Field(2048, ge=1)
     max_input_chars: int = Field(32_768, ge=1)
