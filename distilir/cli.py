@@ -51,7 +51,26 @@ def cmd_data_info(args) -> int:
     print(f"documents: {counts.get('documents', '?')}  queries: {counts.get('queries', '?')}")
     if rows:
         print(format_table(rows, ["split", "judged queries", "judgments"]))
+    for issue in ds.validate().issues:
+        _warn(f"{issue.describe()} (`distilir data validate {args.dataset}` for the full report)")
     return 0
+
+
+def cmd_data_validate(args) -> int:
+    ds = _dataset(args)
+    report = ds.validate()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        print(report.summary())
+    if report.errors:
+        print(
+            f"distilir: error: {len(report.errors)} problem(s) leave nothing usable in {ds.name}; "
+            "fix the files named above",
+            file=sys.stderr,
+        )
+        return 1
+    return 1 if args.strict and not report.ok else 0
 
 
 def _first_stage_config(args):
@@ -62,20 +81,44 @@ def _first_stage_config(args):
     )
 
 
+def _warn(message: str) -> None:
+    print(f"distilir: warning: {message}", file=sys.stderr)
+
+
 def cmd_eval(args) -> int:
     from distilir.candidates import retrieve
     from distilir.conventions import conventions_for
-    from distilir.data.trec import read_run, write_run
+    from distilir.data.contracts import check_same_dataset
+    from distilir.data.trec import read_run
     from distilir.evaluation import evaluate, format_table
+    from distilir.evaluation.checks import check_run, measures_within_depth, run_depth
 
     ds = _dataset(args)
     conv = conventions_for(ds.name)
-    measures = tuple(args.measures) if args.measures else conv.measures
+    measures = list(args.measures) if args.measures else list(conv.measures)
     qrels = ds.qrels(args.split)
+    if not qrels:
+        raise ValueError(f"split {args.split!r} of {ds.name} judges no query; nothing to evaluate")
+    for issue in _dataset_issues(ds, args.split):
+        _warn(issue)
     if args.run:
+        run_manifest = _read_run_manifest(args.run)
+        if run_manifest:
+            check_same_dataset(
+                run_manifest.get("dataset"),
+                ds,
+                artifact=f"run {args.run}",
+                fix=f"evaluate it with --dataset {run_manifest.get('dataset', {}).get('name')}",
+            )
         run = read_run(args.run)
         system = Path(args.run).name
+        depth = run_depth(run)
     else:
+        if not ds.queries(args.split):
+            raise ValueError(
+                f"none of the {len(qrels)} queries judged in split {args.split!r} of {ds.name} has a text in "
+                "its queries file; nothing to retrieve. `distilir data validate` lists what is missing."
+            )
         config = _first_stage_config(args)
         run = retrieve(
             ds,
@@ -86,8 +129,21 @@ def cmd_eval(args) -> int:
             cache_dir=args.cache_dir,
         )
         system = config.retriever + (f" ({config.model})" if config.retriever != "bm25" else "")
+        depth = args.depth
+    for message in check_run(run, qrels, doc_ids=set(ds.corpus()), collection=ds.name):
+        _warn(message)
+    measures, dropped = measures_within_depth(measures, depth)
+    if dropped:
+        _warn(
+            f"{', '.join(dropped)} left out: their cut-off is deeper than the {depth} hits per query "
+            f"evaluated (retrieve deeper with --depth to report them)"
+        )
+    if not measures:
+        raise ValueError(
+            f"no measure left to report at depth {depth}; give --measures with cut-offs <= {depth}"
+        )
     if args.save_run:
-        write_run(run, args.save_run, tag=args.tag)
+        _save_run(run, args.save_run, tag=args.tag, ds=ds, split=args.split, system=system, depth=depth)
         print(f"run written to {args.save_run}", file=sys.stderr)
     result = evaluate(run, qrels, measures=measures, conventions=conv)
     row = {
@@ -104,6 +160,35 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _dataset_issues(ds, split: str) -> list[str]:
+    """The dataset's own problems in ``split`` (``distilir data validate``), as warnings for eval."""
+    try:
+        report = ds.validate()
+    except Exception as exc:  # validation must never stop an evaluation that can run
+        return [f"could not validate {ds.name}: {exc}"]
+    return [i.describe() for i in report.issues if i.split == split]
+
+
+def _read_run_manifest(path: str) -> dict:
+    from distilir.candidates.store import manifest_path
+
+    m = manifest_path(path)
+    if not m.is_file():
+        return {}
+    try:
+        return json.loads(m.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{m} is not valid JSON ({exc}); delete it or write the run again") from None
+
+
+def _save_run(run, path: str, *, tag: str, ds, split: str, system: str, depth: int) -> None:
+    from distilir.candidates import write_candidates
+
+    # the same file + manifest as candidates, so `eval --run` and `teach` can check where it came from
+    info = {"kind": "run", "dataset": ds.describe(), "split": split, "system": system, "depth": depth}
+    write_candidates(run, path, info=info, tag=tag)
+
+
 def cmd_candidates(args) -> int:
     from distilir.candidates import SamplingConfig, retrieve, sample_candidates, write_candidates
     from distilir.conventions import conventions_for
@@ -111,7 +196,19 @@ def cmd_candidates(args) -> int:
     ds = _dataset(args)
     config = _first_stage_config(args)
     drop_self = conventions_for(ds.name).ignore_identical_ids
+    if not ds.queries(args.split):
+        raise ValueError(
+            f"split {args.split!r} of {ds.name} has no query with a text "
+            f"({len(ds.qrels(args.split))} judged, "
+            f"{len(ds.queries(None))} in the queries file); nothing to retrieve, nothing written. "
+            "`distilir data validate` lists what is missing."
+        )
     run = retrieve(ds, args.split, config, k=args.depth, drop_self=drop_self, cache_dir=args.cache_dir)
+    if not any(run.values()):
+        raise ValueError(
+            f"the {config.retriever} retriever found no candidate for any of the {len(run)} queries of "
+            f"{ds.name}/{args.split}; nothing written to {args.out}"
+        )
     sampling = None
     if args.sample_size or args.positives != "keep" or args.window:
         window = tuple(args.window) if args.window else (0, args.depth)
@@ -122,6 +219,10 @@ def cmd_candidates(args) -> int:
             run, sampling, qrels=ds.qrels(args.split) if args.positives != "keep" else None
         )
         run = {q: {d: run[q].get(d, 0.0) for d in docs} for q, docs in lists.items()}
+        if not any(run.values()):
+            raise ValueError(
+                f"sampling {sampling.as_dict()} left no candidate; nothing written to {args.out}"
+            )
     write_candidates(
         run,
         args.out,
@@ -140,10 +241,18 @@ def cmd_candidates(args) -> int:
 
 def cmd_teach(args) -> int:
     from distilir.candidates import read_candidates
+    from distilir.data.contracts import check_same_dataset, recorded_name
     from distilir.teachers import DEFAULT_OFFLINE_TEACHER, rank_candidates, teach
 
     ds = _dataset(args)
     run, info = read_candidates(args.candidates)
+    check_same_dataset(
+        info.get("dataset"),
+        ds,
+        artifact=f"candidates file {args.candidates}",
+        fix=f"score them with --dataset {recorded_name(info.get('dataset'))}, or make candidates for "
+        f"{ds.name} with `distilir candidates --dataset {ds.name} --out FILE`",
+    )
     candidates = rank_candidates(run, args.depth)
     queries = {qid: q.text for qid, q in ds.queries(None).items()}
     corpus = ds.corpus()
@@ -324,6 +433,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("dataset")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_data_info)
+    va = data.add_parser(
+        "validate",
+        help="check a dataset: empty files, qrels naming unknown queries or documents, queries without text",
+        description="Check a dataset's files against each other. Exit 0 when usable (warnings printed), "
+        "1 when something leaves nothing usable (or, with --strict, on any issue).",
+        epilog="example: distilir data validate scifact",
+    )
+    va.add_argument("dataset", help="a name in the data folder, a BEIR folder or an ir_datasets id")
+    va.add_argument("--json", action="store_true", help="print the report as JSON")
+    va.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    va.set_defaults(func=cmd_data_validate)
 
     ev = sub.add_parser("eval", help="retrieve and evaluate (or evaluate a saved run)")
     ev.add_argument("--dataset", required=True)
@@ -467,18 +587,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(args) -> str:
+    """What an interrupted command kept, and how to go on."""
+    again = "run the same command again to resume"
+    command = args.command
+    if command == "teach":
+        return (
+            f"interrupted: every batch scored so far is committed in {args.out}; {again} "
+            "(it scores only what is missing)"
+        )
+    if command in ("train", "train-query-encoder"):
+        return f"interrupted: the last checkpoint in the run folder is kept; {again} from it"
+    if command == "queries" and getattr(args, "queries_command", None) == "generate":
+        return f"interrupted: every committed part is kept in {args.out}; {again}"
+    if command == "candidates":
+        return f"interrupted: nothing was written to {args.out} (candidates are written at the end)"
+    return "interrupted: nothing was written"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # warnings of the library, printed as one line for a CLI user (no source line of ours)
+    print(f"distilir: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    from distilir_index.models import ModelNotAvailable
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    showwarning, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"distilir: {_interrupted(args)}", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
+    except (ValueError, KeyError, FileNotFoundError, OSError, ModelNotAvailable) as exc:
         # Domain errors carry their own explanation; show it without a traceback.
-        print(f"distilir: error: {exc}", file=sys.stderr)
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"distilir: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = showwarning
 
 
 if __name__ == "__main__":  # pragma: no cover

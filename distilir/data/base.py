@@ -72,23 +72,38 @@ class Dataset(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+_ISSUES = {
+    # kind: (severity, what) — an "error" leaves nothing to evaluate or train on; a "warning" is odd data
+    "empty_corpus": ("error", "the corpus holds no document"),
+    "no_queries": ("error", "the queries file holds no query"),
+    "no_judged_text": ("error", "no query judged in this split has a text in the queries file"),
+    "unknown_query": ("warning", "qrels name queries that are not in the queries file"),
+    "unknown_document": ("warning", "qrels point to documents that are not in the corpus"),
+    "empty_query": ("warning", "queries have an empty text"),
+    "no_relevant": ("warning", "judged queries have no relevant document (every grade <= 0)"),
+}
+
+
 @dataclass(frozen=True)
 class ValidationIssue:
     """One kind of problem in one split: ``count`` occurrences, the first few as ``examples``."""
 
-    kind: str  # "unknown_document" | "unknown_query"
-    split: str
+    kind: str  # a key of _ISSUES: "unknown_document", "unknown_query", "empty_corpus", ...
+    split: str  # "" for problems of the whole dataset (corpus, queries file)
     count: int
     examples: tuple[tuple[str, str], ...]  # (query id, doc id) pairs as they appear in the qrels
 
+    @property
+    def severity(self) -> str:
+        """``"error"`` (nothing usable: evaluation and training refuse) or ``"warning"``."""
+        return _ISSUES[self.kind][0]
+
     def describe(self) -> str:
         shown = ", ".join(f"{q}->{d}" if self.kind == "unknown_document" else q for q, d in self.examples)
-        what = (
-            "qrels point to documents that are not in the corpus"
-            if self.kind == "unknown_document"
-            else "qrels name queries that are not in the queries file"
-        )
-        return f"split {self.split!r}: {self.count} {what} (first: {shown})"
+        where = f"split {self.split!r}: " if self.split else ""
+        first = f" (first: {shown})" if shown else ""
+        count = "" if self.severity == "error" else f"{self.count} "  # errors are one fact, not a count
+        return f"{where}{count}{_ISSUES[self.kind][1]}{first}"
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,11 @@ class ValidationReport:
     @property
     def ok(self) -> bool:
         return not self.issues
+
+    @property
+    def errors(self) -> tuple[ValidationIssue, ...]:
+        """Issues that leave nothing usable (an empty corpus, no query with a text)."""
+        return tuple(i for i in self.issues if i.severity == "error")
 
     @property
     def unknown_documents(self) -> int:
@@ -136,6 +156,7 @@ class ValidationReport:
             "issues": [
                 {
                     "kind": i.kind,
+                    "severity": i.severity,
                     "split": i.split,
                     "count": i.count,
                     "examples": [list(e) for e in i.examples],
@@ -291,20 +312,31 @@ class BaseDataset:
         when anything is wrong.
         """
         doc_ids = set(self.corpus()) if self._corpus is not None else {d.id for d in self.iter_corpus()}
-        query_ids = set(self._all_queries())
+        queries = self._all_queries()
         issues: list[ValidationIssue] = []
+
+        def found(kind: str, split: str, items: list[tuple[str, str]]) -> None:
+            if items:
+                issues.append(ValidationIssue(kind, split, len(items), tuple(items[:_EXAMPLES])))
+
+        found("empty_corpus", "", [("", "")] if not doc_ids else [])
+        found("no_queries", "", [("", "")] if not queries else [])
+        found("empty_query", "", [(q, "") for q, v in queries.items() if not v.text.strip()])
         for split in self.splits():
             qrels = self.qrels(split)
-            unknown_q = [(qid, "") for qid in qrels if qid not in query_ids]
-            unknown_d = [(qid, did) for qid, docs in qrels.items() for did in docs if did not in doc_ids]
-            if unknown_q:
-                issues.append(
-                    ValidationIssue("unknown_query", split, len(unknown_q), tuple(unknown_q[:_EXAMPLES]))
-                )
-            if unknown_d:
-                issues.append(
-                    ValidationIssue("unknown_document", split, len(unknown_d), tuple(unknown_d[:_EXAMPLES]))
-                )
+            found("unknown_query", split, [(qid, "") for qid in qrels if qid not in queries])
+            found(
+                "unknown_document",
+                split,
+                [(qid, did) for qid, docs in qrels.items() for did in docs if did not in doc_ids],
+            )
+            if queries and qrels and not any(q in queries for q in qrels):
+                found("no_judged_text", split, [("", "")])
+            found(
+                "no_relevant",
+                split,
+                [(q, "") for q, docs in qrels.items() if not any(g > 0 for g in docs.values())],
+            )
         report = ValidationReport(self.name, self.counts(), tuple(issues))
         if strict and not report.ok:
             raise DatasetError(report.summary())

@@ -153,11 +153,16 @@ class TeacherStore(StoreExports):
         if manifest is not None:
             theirs = manifest.get("teacher", {}).get("fingerprint")
             if theirs != fingerprint:
+                stored = manifest.get("teacher", {})
+                differs = _settings_diff(
+                    stored.get("config", {}), json.loads(json.dumps(teacher.get_config_dict(), default=str))
+                )
                 raise StoreError(
-                    f"{path} holds scores of teacher {manifest.get('teacher', {}).get('name')!r} "
-                    f"(fingerprint {theirs}), not of {teacher.name!r} (fingerprint {fingerprint}). Scores "
-                    "of different teachers (or of one model with other settings) never share a store: open "
-                    "another directory for this teacher. Nothing was changed."
+                    f"{path} holds scores of teacher {stored.get('name')!r} (fingerprint {theirs}), not of "
+                    f"{teacher.name!r} (fingerprint {fingerprint})"
+                    + (f"; settings that differ (stored -> given): {differs}" if differs else "")
+                    + ". Scores of different teachers (or of one model with other settings or weights) never "
+                    "share a store: open another directory for this teacher. Nothing was changed."
                 )
         elif path.exists() and any(p.name != LOCK for p in path.iterdir()):
             raise StoreError(
@@ -547,6 +552,22 @@ class TeacherStore(StoreExports):
             f"TeacherStore({str(self.path)!r}, teacher={self._manifest['teacher']['name']!r}, "
             f"pairs={len(self)}, mode={mode!r})"
         )
+
+
+def _settings_diff(stored: Any, given: Any, prefix: str = "", limit: int = 6) -> str:
+    """``"key: a -> b; ..."`` for the settings two teacher configs disagree on (nested keys dotted)."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for k in sorted(set(a) | set(b), key=str):
+                walk(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+        elif a != b:
+            out.append(f"{key or 'config'}: {a!r} -> {b!r}")
+
+    walk(stored, given, prefix)
+    shown = "; ".join(out[:limit])
+    return shown + (f"; and {len(out) - limit} more" if len(out) > limit else "")
 
 
 def _acquire_lock(path: Path) -> int | None:

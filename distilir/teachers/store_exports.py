@@ -33,6 +33,16 @@ class StoreExports:
     _qhash: dict[str, str]
     _dhash: dict[str, str]
 
+    def _scored_on(self) -> str:
+        """Which collection the store was scored on (from its manifest), for a text mismatch."""
+        names = sorted({str(c["dataset"]) for c in self.manifest.get("candidates", []) if c.get("dataset")})
+        if not names:
+            return "the collection changed since it was scored: score it into a new store"
+        return (
+            f"this store was scored on {', '.join(names)}: train or export with that dataset (data.dataset "
+            "in a training config), or, if its files changed, score them into a new store"
+        )
+
     def iter_lists(
         self,
         queries: Mapping[str, Any],
@@ -68,9 +78,7 @@ class StoreExports:
                 continue
             q_text = text_of(queries[qid], "query", qid)
             if text_hash(q_text) != self._qhash[qid]:
-                raise StoreError(
-                    f"query {qid!r} has another text than the one scored; the collection changed"
-                )
+                raise StoreError(f"query {qid!r} has another text than the one scored; {self._scored_on()}")
             texts = []
             for d in ids:
                 if d not in docs:
@@ -80,7 +88,7 @@ class StoreExports:
                 t = text_of(docs[d], "document", d)
                 if text_hash(t) != self._dhash[d]:
                     raise StoreError(
-                        f"document {d!r} has another text than the one scored; the collection changed"
+                        f"document {d!r} has another text than the one scored; {self._scored_on()}"
                     )
                 texts.append(t)
             yield {

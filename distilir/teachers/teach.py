@@ -7,12 +7,16 @@ call (``distilir teach`` is a thin wrapper).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from distilir.data.trec import sorted_ranking
 from distilir.teachers.base import Teacher, TeacherError
+from distilir.teachers.store_format import LOCK, MANIFEST
 
 __all__ = ["rank_candidates", "teach"]
 
@@ -77,14 +81,42 @@ def teach(
     if not isinstance(teacher, Teacher):
         teacher = build_teacher(teacher, corpus={d.id: d.full_text for d in corpus.values()})
     source = {"dataset": dataset.name, "queries": len(lists), "depth": depth, **dict(candidate_source or {})}
-    with TeacherStore.open(out, teacher, candidate_source=source) as store:
-        stats = store.score(
-            teacher,
-            {q: queries[q] for q in lists},
-            {d: doc.full_text for d, doc in corpus.items()},
-            lists,
-            batch_queries=batch_queries,
-            progress=progress,
-        )
-        stats = {**stats, "fingerprint": store.fingerprint, "teacher": teacher.name, "store": str(out)}
+    created = not (Path(out) / MANIFEST).exists()
+    try:
+        with TeacherStore.open(out, teacher, candidate_source=source) as store:
+            stats = store.score(
+                teacher,
+                {q: queries[q] for q in lists},
+                {d: doc.full_text for d, doc in corpus.items()},
+                lists,
+                batch_queries=batch_queries,
+                progress=progress,
+            )
+            stats = {**stats, "fingerprint": store.fingerprint, "teacher": teacher.name, "store": str(out)}
+    except BaseException:
+        if created:
+            _remove_if_empty(Path(out))
+        raise
     return store, stats
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Remove a store this call created when it holds no committed score (a teacher that failed or was
+    interrupted before its first batch), so no empty store bound to that teacher is left behind. Only
+    the store's own files are removed, and only when nothing else is in the folder."""
+    from distilir.teachers.store_format import PARTIAL
+
+    if not path.is_dir():
+        return
+    names = {p.name for p in path.iterdir()}
+    if not all(n in (MANIFEST, LOCK) or PARTIAL.match(n) for n in names):
+        return  # a committed shard, or files that are not the store's: keep everything
+    try:
+        if json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("counts", {}).get("pairs", 0):
+            return
+    except (OSError, json.JSONDecodeError):
+        pass
+    for name in names:
+        (path / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.rmdir()
