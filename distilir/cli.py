@@ -14,6 +14,7 @@ BEIR folder, or an ir_datasets id.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -304,17 +305,26 @@ def cmd_demo(args) -> int:
 
 
 def _add_retriever_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--retriever", default="bm25", choices=["bm25", "dense", "sparse", "hybrid"])
     p.add_argument(
-        "--model", default=None, help="encoder for dense/sparse/hybrid (hub id, folder or packaged name)"
+        "--retriever",
+        default="bm25",
+        choices=["bm25", "dense", "sparse", "hybrid"],
+        help="first-stage retriever; dense/sparse/hybrid need --model",
     )
-    p.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default 0.9, pyserini BEIR flat)")
-    p.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="encoder for dense/sparse/hybrid: a packaged name (all-MiniLM-L6-v2, paraphrase-MiniLM-L3-v2, "
+        "all-mpnet-base-v2, splade-tiny), a model folder, or a hub id (default: all-MiniLM-L6-v2 for dense, "
+        "splade-tiny for sparse)",
+    )
+    p.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (pyserini's BEIR flat setting)")
+    p.add_argument("--b", type=float, default=0.4, help="BM25 b")
     p.add_argument(
         "--factory", default="flat", help="FAISS index for dense: flat|hnsw|ivfpq|sq8 or a factory string"
     )
     p.add_argument(
-        "--cache-dir", default=None, help="where built indexes are cached (default $DISTILIR_CACHE/indexes)"
+        "--cache-dir", default=None, help="where built indexes are cached (default: $DISTILIR_CACHE/indexes)"
     )
 
 
@@ -421,33 +431,85 @@ def cmd_train_query_encoder(args) -> int:
     return 0
 
 
+_DATASET_HELP = "a name in the data folder ($DISTILIR_DATA_DIR), a BEIR folder or an ir_datasets id"
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows every flag's default (unless its help already says it) and keeps examples' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or action.required
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: {default})"
+
+
+def _sub(parent, name: str, help: str, example: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand with its help, defaults shown, and one example."""
+    return parent.add_parser(
+        name,
+        help=help,
+        description=kwargs.pop("description", help),
+        epilog=f"example: {example}",
+        formatter_class=_Formatter,
+        **kwargs,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distilir", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="distilir",
+        description=__doc__.split("\n\n")[0],
+        epilog="example: distilir eval --dataset scifact --retriever bm25  (COMMAND --help for more)",
+        formatter_class=_Formatter,
+    )
     parser.add_argument(
         "--data-dir", default=None, help="folder of BEIR collections (default $DISTILIR_DATA_DIR)"
     )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars (of any stage: encoders, search, scoring)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
-    info = data.add_parser("info", help="counts, splits and file hashes of a dataset")
-    info.add_argument("dataset")
-    info.add_argument("--json", action="store_true")
+    data = _sub(sub, "data", "inspect and check datasets", "distilir data info scifact").add_subparsers(
+        dest="data_command", required=True
+    )
+    info = _sub(
+        data, "info", "counts, splits and file hashes of a dataset", "distilir data info scifact --json"
+    )
+    info.add_argument("dataset", help="a name in the data folder, a BEIR folder or an ir_datasets id")
+    info.add_argument("--json", action="store_true", help="print everything a manifest records, as JSON")
     info.set_defaults(func=cmd_data_info)
-    va = data.add_parser(
+    va = _sub(
+        data,
         "validate",
-        help="check a dataset: empty files, qrels naming unknown queries or documents, queries without text",
+        "check a dataset: empty files, qrels naming unknown queries or documents, queries without text",
+        "distilir data validate arguana --strict",
         description="Check a dataset's files against each other. Exit 0 when usable (warnings printed), "
         "1 when something leaves nothing usable (or, with --strict, on any issue).",
-        epilog="example: distilir data validate scifact",
     )
     va.add_argument("dataset", help="a name in the data folder, a BEIR folder or an ir_datasets id")
     va.add_argument("--json", action="store_true", help="print the report as JSON")
     va.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     va.set_defaults(func=cmd_data_validate)
 
-    ev = sub.add_parser("eval", help="retrieve and evaluate (or evaluate a saved run)")
-    ev.add_argument("--dataset", required=True)
-    ev.add_argument("--split", default="test")
+    ev = _sub(
+        sub,
+        "eval",
+        "retrieve and evaluate (or evaluate a saved run)",
+        "distilir eval --dataset scifact --retriever dense --model all-MiniLM-L6-v2 --save-run dense.trec\n"
+        "         distilir eval --dataset scifact --run dense.trec",
+    )
+    ev.add_argument("--dataset", required=True, help=_DATASET_HELP)
+    ev.add_argument(
+        "--split", default="test", help="qrels split to evaluate on (eval is for held-out queries)"
+    )
     _add_retriever_flags(ev)
     ev.add_argument("--run", default=None, help="evaluate this TREC run file instead of retrieving")
     ev.add_argument(
@@ -456,28 +518,62 @@ def build_parser() -> argparse.ArgumentParser:
         dest="depth",
         type=int,
         default=1000,
-        help="hits retrieved per query (default 1000); the same word as candidates/teach --depth",
+        help="hits retrieved per query; the same word as candidates/teach --depth. Measures with a deeper "
+        "cut-off are left out",
     )
-    ev.add_argument("--measures", nargs="+", default=None, help="ir_measures names (default: the dataset's)")
-    ev.add_argument("--save-run", default=None, help="write the run as a TREC file")
+    ev.add_argument(
+        "--measures",
+        nargs="+",
+        default=None,
+        help="ir_measures names, e.g. nDCG@10 R@100 (default: the dataset's)",
+    )
+    ev.add_argument("--save-run", default=None, help="write the run as a TREC file (+ a manifest beside it)")
     ev.add_argument("--per-query", default=None, help="write per-query results as JSON")
-    ev.add_argument("--tag", default="distilir")
+    ev.add_argument("--tag", default="distilir", help="the run tag written in the TREC file's last column")
     ev.set_defaults(func=cmd_eval)
 
-    ca = sub.add_parser("candidates", help="first-stage candidate lists for teacher scoring")
-    ca.add_argument("--dataset", required=True)
-    ca.add_argument("--split", default="train")
+    ca = _sub(
+        sub,
+        "candidates",
+        "first-stage candidate lists for teacher scoring",
+        "distilir candidates --dataset scifact --split train --retriever bm25 --depth 100 --out cands.trec",
+    )
+    ca.add_argument("--dataset", required=True, help=_DATASET_HELP)
+    ca.add_argument(
+        "--split",
+        default="train",
+        help="whose queries get candidates (candidates are for training; eval uses test)",
+    )
     _add_retriever_flags(ca)
-    ca.add_argument("--depth", type=int, default=100, help="candidates retrieved per query (default 100)")
-    ca.add_argument("--window", type=int, nargs=2, default=None, metavar=("START", "END"))
-    ca.add_argument("--positives", default="keep", choices=["keep", "include", "exclude"])
-    ca.add_argument("--sample-size", type=int, default=None)
-    ca.add_argument("--seed", type=int, default=13)
-    ca.add_argument("--out", required=True)
+    ca.add_argument("--depth", type=int, default=100, help="candidates retrieved per query")
+    ca.add_argument(
+        "--window",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("START", "END"),
+        help="keep only ranks START..END of each list (hard negatives skip the top; default: all)",
+    )
+    ca.add_argument(
+        "--positives",
+        default="keep",
+        choices=["keep", "include", "exclude"],
+        help="judged positives: keep as retrieved, always include, or exclude (negatives only)",
+    )
+    ca.add_argument(
+        "--sample-size", type=int, default=None, help="sample N candidates per query (default: all)"
+    )
+    ca.add_argument("--seed", type=int, default=13, help="sampling seed")
+    ca.add_argument("--out", required=True, help="the TREC file to write (a .manifest.json goes beside it)")
     ca.set_defaults(func=cmd_candidates)
 
-    te = sub.add_parser("teach", help="score candidate lists with a teacher into a resumable score store")
-    te.add_argument("--dataset", required=True)
+    te = _sub(
+        sub,
+        "teach",
+        "score candidate lists with a teacher into a resumable score store",
+        "distilir teach --dataset scifact --candidates cands.trec --teacher bm25 --out store/",
+    )
+    te.add_argument("--dataset", required=True, help=_DATASET_HELP + "; the candidates' own")
     te.add_argument("--candidates", required=True, help="a candidates file from `distilir candidates`")
     te.add_argument(
         "--teacher",
@@ -485,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="teacher spec, e.g. 'cross-encoder:PATH', 'bi-encoder:all-mpnet-base-v2', "
         "'llm-pointwise:smollm2-135m-instruct?mode=query_likelihood' (default: the offline ensemble)",
     )
-    te.add_argument("--depth", type=int, default=100, help="candidates per query to score (from the top)")
+    te.add_argument("--depth", type=int, default=100, help="candidates per query to score, from the top")
     te.add_argument(
         "--batch-queries", type=int, default=16, help="queries per shard (a kill loses at most one)"
     )
@@ -512,56 +608,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
-    qu = sub.add_parser("queries", help="synthetic training queries").add_subparsers(
-        dest="queries_command", required=True
-    )
-    qg = qu.add_parser(
+    qu = _sub(
+        sub, "queries", "synthetic training queries", "distilir queries generate --dataset scifact --out q/"
+    ).add_subparsers(dest="queries_command", required=True)
+    qg = _sub(
+        qu,
         "generate",
-        help="write queries for a corpus into a resumable query store",
-        epilog="example: distilir queries generate --dataset scifact --generator 'crop?per_doc=2' --out q/",
+        "write queries for a corpus into a resumable query store",
+        "distilir queries generate --dataset scifact --generator 'crop?per_doc=2' --out q/",
     )
-    qg.add_argument("--dataset", required=True)
+    qg.add_argument("--dataset", required=True, help=_DATASET_HELP)
     qg.add_argument(
         "--generator",
         default="crop?per_doc=2",
-        help="title | crop?per_doc=N | llm:MODEL?types=question,claim | openai:URL?model=M | doc2query:MODEL "
-        "(default: crop?per_doc=2)",
+        help="title | crop?per_doc=N | llm:MODEL?types=question,claim | openai:URL?model=M | doc2query:MODEL",
     )
     qg.add_argument("--out", required=True, help="query store folder (created or resumed)")
-    qg.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    qg.add_argument("--seed", type=int, default=0, help="generation seed")
     qg.add_argument("--max-docs", type=int, default=None, help="only the first N documents (default: all)")
-    qg.add_argument("--batch-docs", type=int, default=64, help="documents per committed part (default 64)")
+    qg.add_argument("--batch-docs", type=int, default=64, help="documents per committed part")
     qg.add_argument(
         "--few-shot", type=int, default=0, help="LLM generators: N example queries from --few-shot-split"
     )
-    qg.add_argument(
-        "--few-shot-split", default="train", help="split the few-shot examples come from (default train)"
-    )
-    qg.add_argument("--quiet", action="store_true", help="no progress bar")
+    qg.add_argument("--few-shot-split", default="train", help="split the few-shot examples come from")
+    qg.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     qg.set_defaults(func=cmd_queries_generate)
-    qi = qu.add_parser("info", help="counts and provenance of a query store")
-    qi.add_argument("store")
+    qi = _sub(qu, "info", "counts and provenance of a query store", "distilir queries info q/")
+    qi.add_argument("store", help="a query store folder (from `distilir queries generate`)")
     qi.set_defaults(func=cmd_queries_info)
 
-    tq = sub.add_parser(
+    tq = _sub(
+        sub,
         "train-query-encoder",
-        help="query-side distillation against a frozen dense index (the index is not changed)",
-        epilog="example: distilir train-query-encoder --dataset scifact --index idx/ --teacher-store store/ "
+        "query-side distillation against a frozen dense index (the index is not changed)",
+        "distilir train-query-encoder --dataset scifact --index idx/ --teacher-store store/ "
         "--queries q/ --out runs/qs --set lr=2e-5",
     )
-    tq.add_argument("--dataset", required=True)
+    tq.add_argument("--dataset", required=True, help=_DATASET_HELP)
     tq.add_argument("--index", required=True, help="a dense index folder (distilir-index build --kind dense)")
     tq.add_argument(
         "--teacher-store", required=True, help="teacher scores of the training queries' candidates"
     )
-    tq.add_argument(
-        "--split", default="train", help="collection queries to train on; '' for none (default train)"
-    )
+    tq.add_argument("--split", default="train", help="collection queries to train on; '' for none")
     tq.add_argument("--queries", action="append", help="a query store to train on too (repeatable)")
     tq.add_argument(
-        "--dev-fraction", type=float, default=0.12, help="dev split carved from --split (default 0.12)"
+        "--dev-fraction",
+        type=float,
+        default=0.12,
+        help="share of --split held out as the dev split (model selection)",
     )
-    tq.add_argument("--seed", type=int, default=0, help="seed of the dev split (default 0)")
+    tq.add_argument("--seed", type=int, default=0, help="seed of the dev split")
     tq.add_argument(
         "--synthetic-dev",
         type=int,
@@ -572,11 +668,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tq.add_argument("--set", action="append", help="KEY=VALUE of QuerySideConfig (lr, epochs, full_kl, ...)")
     tq.add_argument("--out", required=True, help="run folder (resumed when it exists)")
-    tq.add_argument("--quiet", action="store_true", help="no progress bar")
+    tq.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     tq.set_defaults(func=cmd_train_query_encoder)
 
-    de = sub.add_parser("demo", help="the main job end to end on the embedded default (scifact)")
-    de.add_argument("--dataset", default="scifact")
+    de = _sub(
+        sub, "demo", "the main job end to end on the embedded default (scifact)", "distilir demo --quick"
+    )
+    de.add_argument("--dataset", default="scifact", help="the collection the demo distils on")
     de.add_argument("--quick", action="store_true", help="3 training passes instead of 10")
     de.add_argument(
         "--full-teacher",
@@ -605,6 +703,27 @@ def _interrupted(args) -> str:
     return "interrupted: nothing was written"
 
 
+@contextlib.contextmanager
+def _no_progress_bars():
+    """Every progress bar below the CLI (ours, sentence-transformers', bm25s') is a tqdm bar, many
+    created with an explicit ``disable=False``; tqdm's own switch (``TQDM_DISABLE``) is read once at
+    import and loses to explicit arguments. So for the command's duration every bar is created
+    disabled, whatever its caller asked."""
+    import tqdm.std
+
+    init = tqdm.std.tqdm.__init__
+
+    def quiet_init(self, *args, **kwargs):
+        kwargs["disable"] = True
+        init(self, *args, **kwargs)
+
+    tqdm.std.tqdm.__init__ = quiet_init
+    try:
+        yield
+    finally:
+        tqdm.std.tqdm.__init__ = init
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     # warnings of the library, printed as one line for a CLI user (no source line of ours)
     print(f"distilir: warning: {message}", file=sys.stderr if file is None else file)
@@ -619,7 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     showwarning, warnings.showwarning = warnings.showwarning, _show_warning
     try:
-        return int(args.func(args) or 0)
+        with _no_progress_bars() if args.quiet else contextlib.nullcontext():
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"distilir: {_interrupted(args)}", file=sys.stderr)
         return 130
