@@ -408,6 +408,12 @@ def cmd_train_query_encoder(args) -> int:
     if args.synthetic_dev and not args.queries:
         raise SystemExit("error: --synthetic-dev N holds out N queries of a --queries store; give one")
     store = TeacherStore.open(args.teacher_store)
+    scored_on = store.datasets()
+    if scored_on and ds.name not in scored_on:
+        raise ValueError(
+            f"the teacher store {args.teacher_store} was scored on {', '.join(scored_on)}, but --dataset is "
+            f"{ds.name}: pass --dataset {scored_on[0]}, or score {ds.name}'s candidates into a new store"
+        )
     settings = {}
     for item in args.set or []:
         key, _, value = item.partition("=")

@@ -33,9 +33,13 @@ class StoreExports:
     _qhash: dict[str, str]
     _dhash: dict[str, str]
 
+    def datasets(self) -> list[str]:
+        """The datasets the store's candidates came from, as its manifest records them (sorted)."""
+        return sorted({str(c["dataset"]) for c in self.manifest.get("candidates", []) if c.get("dataset")})
+
     def _scored_on(self) -> str:
         """Which collection the store was scored on (from its manifest), for a text mismatch."""
-        names = sorted({str(c["dataset"]) for c in self.manifest.get("candidates", []) if c.get("dataset")})
+        names = self.datasets()
         if not names:
             return "the collection changed since it was scored: score it into a new store"
         return (

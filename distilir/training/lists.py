@@ -72,6 +72,13 @@ def load_training_lists(
 
     store = TeacherStore.open(data.teacher_store)
     ds = load_dataset(data.dataset, data_dir=data_dir)
+    scored_on = store.datasets()
+    if scored_on and ds.name not in scored_on:
+        raise ConfigError(
+            f"data.dataset: {data.dataset!r} ({ds.name}), but the store {data.teacher_store} was scored on "
+            f"{', '.join(scored_on)} (its manifest). Set data.dataset: {scored_on[0]}, or score candidates "
+            f"of {ds.name} into a new store with `distilir teach --dataset {ds.name} ...`."
+        )
     queries = ds.queries(data.split)
     if not queries:
         raise ConfigError(f"data.split: {data.dataset} has no queries judged in split {data.split!r}.")
@@ -79,8 +86,15 @@ def load_training_lists(
     candidates = None
     if data.candidates:
         from distilir.candidates import read_candidates
+        from distilir.data.contracts import check_same_dataset
 
-        run, _ = read_candidates(data.candidates)
+        run, made = read_candidates(data.candidates)
+        check_same_dataset(
+            made.get("dataset"),
+            ds,
+            artifact=f"data.candidates {data.candidates}",
+            fix=f"give data.candidates made for {ds.name} (`distilir candidates --dataset {ds.name}`)",
+        )
         candidates = {q: list(docs) for q, docs in run.items() if q in queries}
     qrels = ds.qrels(data.split) if data.positives == "qrels" else {}
     lists = []

@@ -220,3 +220,46 @@ def test_library_warnings_print_as_one_cli_line(env, data_dir, capsys):
     err = capsys.readouterr().err
     assert "distilir: warning:" in err and "have no text in the queries file" in err
     assert "warnings.warn" not in err and "if not ds.queries" not in err
+
+
+def test_training_on_another_dataset_than_the_store_names_both(env, capsys):
+    from distilir.training.config import ConfigError, DataConfig
+    from distilir.training.lists import load_training_lists
+
+    cands = env / "c.jsonl"
+    assert (
+        main(["candidates", "--dataset", "time", "--split", "test", "--depth", "3", "--out", str(cands)]) == 0
+    )
+    store = env / "s"
+    assert (
+        main(
+            [
+                "teach",
+                "--dataset",
+                "time",
+                "--candidates",
+                str(cands),
+                "--teacher",
+                "bm25",
+                "--out",
+                str(store),
+            ]
+        )
+        == 0
+    )
+    with pytest.raises(ConfigError, match="was scored on time") as err:
+        load_training_lists(DataConfig(teacher_store=str(store), dataset="cranfield", split="test"))
+    assert "data.dataset: time" in str(err.value)
+    lists, _, _ = load_training_lists(DataConfig(teacher_store=str(store), dataset="time", split="test"))
+    assert len(lists) == 82
+    with pytest.raises(ValueError, match="made from dataset 'cranfield'"):  # candidates of another dataset
+        c2 = env / "cran.jsonl"
+        assert (
+            main(
+                ["candidates", "--dataset", "cranfield", "--split", "test", "--depth", "3", "--out", str(c2)]
+            )
+            == 0
+        )
+        load_training_lists(
+            DataConfig(teacher_store=str(store), dataset="time", split="test", candidates=str(c2))
+        )
