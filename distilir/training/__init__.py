@@ -4,8 +4,9 @@
     config = load_config("train.yaml", ["--optim.lr", "2e-5"])
     result = Trainer(config).train(resume="auto")     # -> result.student_dir (a sentence-transformers folder)
 
-See :mod:`distilir.training.config` for the YAML layout, :mod:`distilir.training.trainer` for the loop
-and the run folder, :mod:`distilir.training.checkpoint` for what a checkpoint holds.
+Every config key: ``docs/training-config.md`` (generated from :mod:`distilir.training.config`; a
+commented example is ``docs/examples/run.yaml``); :mod:`distilir.training.trainer` for the loop and
+the run folder, :mod:`distilir.training.checkpoint` for what a checkpoint holds.
 """
 
 from distilir.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint

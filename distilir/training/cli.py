@@ -4,6 +4,7 @@
     distilir train --config train.yaml --optim.lr 2e-5 --optim.steps 500 --output_dir runs/x
     distilir train --config train.yaml --resume auto          # continue the latest checkpoint
     distilir train --config train.yaml --print-config         # show the resolved config and exit
+    distilir train --print-reference > docs/training-config.md  # the reference of every config key
 
 The lead's ``distilir.cli`` wires it in with ``add_train_parser(subparsers)``.
 """
@@ -18,11 +19,25 @@ from typing import Any
 
 __all__ = ["add_train_parser", "cmd_train"]
 
-_EPILOG = """\
-Every config field can be overridden with its dotted path, e.g. --optim.lr 2e-5, --student.model
-paraphrase-MiniLM-L3-v2, --losses.0.weight 0.5, --losses '[{name: kl}, {name: infonce, weight: 0.1}]',
---eval.every_n_steps 100. Sections: student, losses, flops, data, optim, eval; top-level fields:
-output_dir, checkpoint_every, keep_last, log_every, device, threads, progress."""
+
+def _epilog() -> str:
+    """The overrides help, its section and field names read from the config (not a second list)."""
+    import dataclasses
+    import textwrap
+
+    from distilir.training.config import TrainConfig
+    from distilir.training.reference import REFERENCE_FILE, config_sections
+
+    sections = [prefix.split(".")[0] for prefix, _ in config_sections() if prefix]
+    top = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in sections]
+    text = (
+        "Every config field can be overridden with its dotted path, e.g. --optim.lr 2e-5, --student.model "
+        "paraphrase-MiniLM-L3-v2, --losses.0.weight 0.5, --losses '[{name: kl}, {name: infonce, weight: "
+        f"0.1}}]', --eval.every_n_steps 100. Sections: {', '.join(sections)}; top-level fields: "
+        f"{', '.join(top)}. Every key with its type, default and meaning: {REFERENCE_FILE} "
+        "(--print-reference prints it)."
+    )
+    return textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False)
 
 
 class _TrainParser(argparse.ArgumentParser):
@@ -56,7 +71,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "train",
         help="distil teacher scores into a student (config YAML + --section.field overrides)",
         description=__doc__.split("\n\n")[0],
-        epilog=_EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.__class__ = _TrainParser
@@ -69,6 +84,17 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="'auto' = continue from the latest checkpoint in output_dir, or a checkpoint folder",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument(
+        "--print-reference",
+        action="store_true",
+        help="print the Markdown reference of every config key (docs/training-config.md) and exit",
+    )
+    p.add_argument(  # SUPPRESS: a `distilir --quiet train` given before the subcommand is kept
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no progress bars: the same as --progress false (training, evaluation, model loading)",
+    )
     p.set_defaults(func=cmd_train, overrides=[])
     return p
 
@@ -77,7 +103,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from distilir.training.config import load_config
     from distilir.training.trainer import Trainer
 
-    config = load_config(args.config, list(getattr(args, "overrides", []) or []))
+    if getattr(args, "print_reference", False):
+        from distilir.training.reference import reference_markdown
+
+        print(reference_markdown(), end="")
+        return 0
+    overrides = list(getattr(args, "overrides", []) or [])
+    if getattr(args, "quiet", False):
+        overrides += ["--progress", "false"]
+    config = load_config(args.config, overrides)
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0

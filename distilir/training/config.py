@@ -1,46 +1,13 @@
 """`TrainConfig`: everything that defines one distillation run, loadable from one YAML file and
 overridable field by field from the command line.
 
-YAML layout (every key optional except where noted; defaults in the dataclasses below)::
-
-    student:
-      kind: bi-encoder            # bi-encoder | splade | cross-encoder
-      model: all-MiniLM-L6-v2     # packaged name, local folder or hub id
-      max_length: 128
-      params: {}                  # extra keyword arguments of the student class
-    losses:                       # summed: total = sum_i weight_i * loss_i
-      - {name: kl, weight: 1.0, params: {teacher_temperature: 1.0}}
-      - {name: infonce, weight: 0.1, params: {temperature: 0.05}}
-    flops:                        # SPLADE students only: FLOPS regulariser (Paria et al., 2020)
-      query_weight: 5.0e-4
-      document_weight: 5.0e-4
-      warmup_steps: 100           # weights grow quadratically from 0 to full over these steps
-    data:
-      teacher_store: runs/scifact-teacher   # required unless lists are given in code
-      dataset: scifact
-      split: train
-      candidates_per_query: 8     # N: column 0 = positive, then N-1 negatives
-      positives: teacher          # teacher (top teacher-scored doc, no qrels needed) | qrels
-      negatives: random           # random (re-drawn every epoch from the seed) | top
-    optim:
-      batch_size: 16
-      steps: 200                  # or epochs: 1 (steps wins when both are set)
-      lr: 2.0e-5
-      head_lr: null               # own rate for a freshly initialised head (cross-encoder from a bi-encoder)
-      warmup_ratio: 0.1
-      weight_decay: 0.01
-      max_grad_norm: 1.0
-      grad_accumulation: 1
-      seed: 42
-    eval:
-      dataset: scifact
-      split: test
-      every_n_steps: 50           # 0: only at the end
-      mode: rerank                # rerank (candidates of a first stage) | retrieve (encode the corpus)
-      metric: nDCG@10
-    output_dir: runs/minilm-kl
-    checkpoint_every: 50
-    keep_last: 2
+YAML layout: one mapping per section (``student``, ``losses``, ``flops``, ``data``, ``optim``,
+``eval``) plus a few top-level keys; every key is optional and defaults to the value of its field
+below. Each field carries its help text in ``field(metadata={"help": ...})`` (the shape of
+HfArgumentParser / Tevatron's ``arguments.py``), from which ``distilir train --print-reference``
+renders the reference page ``docs/training-config.md`` (a test keeps the committed page equal to it).
+A commented minimal config is ``docs/examples/run.yaml``; ``distilir train --print-config`` prints
+the resolved config with every default filled in.
 
 Overrides use the dotted path of a field: ``--optim.lr 2e-5``, ``--student.model paraphrase-MiniLM-L3-v2``,
 ``--losses.0.weight 0.5``, ``--losses '[{name: kl}]'`` (values are parsed as YAML, then converted to
@@ -100,27 +67,67 @@ def _fail(path: str, expected: str, got: Any, hint: str = "") -> ConfigError:
     return ConfigError(f"{path}: expected {expected}, got {got!r}." + (f" {hint}" if hint else ""))
 
 
+def _field(
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Any = dataclasses.MISSING,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    registry: str | None = None,
+) -> Any:
+    """A config field with its help text in ``metadata["help"]`` (what ``docs/training-config.md``
+    shows). ``choices``: the fixed values the field accepts (checked by :func:`_check_choices`);
+    ``registry``: the ``"module:NAME"`` of the :class:`~distilir_index.registry.Registry` whose kinds
+    it accepts (the reference lists them from it)."""
+    metadata: dict[str, Any] = {"help": help}
+    if choices is not None:
+        metadata["choices"] = choices
+    if registry is not None:
+        metadata["registry"] = registry
+    return field(default=default, default_factory=factory, metadata=metadata)
+
+
+def _check_choices(obj: Any, section: str) -> None:
+    for f in dataclasses.fields(obj):
+        choices = f.metadata.get("choices")
+        if choices is not None and getattr(obj, f.name) not in choices:
+            raise _fail(f"{section}.{f.name}", " or ".join(repr(c) for c in choices), getattr(obj, f.name))
+
+
+def _measure_cutoff(measure: str) -> int | None:
+    """The rank cutoff of an ir_measures measure name (``nDCG@10`` -> 10, ``AP`` -> None)."""
+    import ir_measures
+
+    cutoff = ir_measures.parse_measure(measure).params.get("cutoff")
+    return None if cutoff is None else int(cutoff)
+
+
 # --------------------------------------------------------------------------- sections
 
 
 @dataclass
 class StudentConfig:
-    """The model being trained.
+    """The model being trained."""
 
-    Args:
-        kind: a kind of ``distilir.students.STUDENTS``: ``bi-encoder`` (dense, dot/cosine of pooled
-            vectors), ``splade`` (sparse lexical vectors with a FLOPS regulariser) or ``cross-encoder``
-            (scores each query-document pair); ``bi_encoder`` etc. are read as the same kind.
-        model: packaged name (``all-MiniLM-L6-v2``, ``paraphrase-MiniLM-L3-v2``, ``splade-tiny``),
-            local folder or hub id.
-        max_length: truncation in tokens of queries and documents (None: the model's own setting).
-        params: extra keyword arguments given to the student class (e.g. ``similarity: cosine``).
-    """
-
-    kind: str = "bi-encoder"
-    model: str = "all-MiniLM-L6-v2"
-    max_length: int | None = 128
-    params: dict[str, Any] = field(default_factory=dict)
+    kind: str = _field(
+        "bi-encoder",
+        registry="distilir.students:STUDENTS",
+        help="what is trained: a student kind of `distilir.students.STUDENTS` (listed below); "
+        "`bi_encoder` and `bi-encoder` are the same kind",
+    )
+    model: str = _field(
+        "all-MiniLM-L6-v2",
+        help="its weights: a packaged name (`all-MiniLM-L6-v2`, `paraphrase-MiniLM-L3-v2`, `splade-tiny`), "
+        "a local folder or a hub id",
+    )
+    max_length: int | None = _field(
+        128, help="truncation in tokens of queries and documents (null: the model's own setting)"
+    )
+    params: dict[str, Any] = _field(
+        factory=dict,
+        help="extra keyword arguments of the student class (e.g. `similarity: cosine`); each kind's "
+        "are listed below",
+    )
 
     def __post_init__(self) -> None:
         from distilir.students import STUDENTS
@@ -136,16 +143,26 @@ class StudentConfig:
 
 @dataclass
 class LossSpec:
-    """One term of the training loss: ``weight * build_loss(name, **params)``.
+    """One term of the training loss: ``weight * build_loss(name, **params)``; the terms are summed."""
 
-    ``inputs`` optionally renames the loss's forward arguments to batch keys (see
-    ``distilir.losses.WeightedSum``); usually empty.
-    """
-
-    name: str = "kl"
-    weight: float = 1.0
-    params: dict[str, Any] = field(default_factory=dict)
-    inputs: dict[str, str] = field(default_factory=dict)
+    name: str = _field(
+        "kl",
+        registry="distilir.losses:LOSSES",
+        help="a loss of `distilir.losses.LOSSES` (listed below); `margin_mse` and `margin-mse` are one name",
+    )
+    weight: float = _field(
+        1.0, help="its factor in the sum, > 0 (remove the entry rather than giving it weight 0)"
+    )
+    params: dict[str, Any] = _field(
+        factory=dict,
+        help="keyword arguments of the loss (e.g. `temperature: 0.05`); each loss's, with their "
+        "defaults, are listed below",
+    )
+    inputs: dict[str, str] = _field(
+        factory=dict,
+        help="renames the loss's forward arguments to batch keys (see `distilir.losses.WeightedSum`); "
+        "usually empty",
+    )
 
     def __post_init__(self) -> None:
         from distilir.losses import LOSSES
@@ -164,19 +181,29 @@ class LossSpec:
 
 @dataclass
 class FlopsConfig:
-    r"""FLOPS regulariser of SPLADE students (Paria et al., ICLR 2020; Formal et al., SPLADE 2021):
+    r"""The FLOPS regulariser of SPLADE students (Paria et al., ICLR 2020; Formal et al., SPLADE 2021);
+    ignored for other student kinds.
+
     :math:`\ell_{FLOPS} = \sum_j (\frac{1}{B}\sum_i w_{ij})^2` over the vocabulary, for queries and
     documents separately, added to the loss as
     :math:`\lambda_q(t)\,\ell^q_{FLOPS} + \lambda_d(t)\,\ell^d_{FLOPS}` with
     :math:`\lambda(t) = \lambda \min(1, t / T)^2` (the quadratic warm-up of the SPLADE papers, which
     lets the model first learn to rank, then to be sparse). The values are handed to
     ``distilir.students.SpladeStudent`` (``flops_query``, ``flops_doc``, ``flops_warmup_steps``), which
-    computes the terms; the trainer moves its schedule each step. Ignored for other student kinds.
+    computes the terms; the trainer moves its schedule each step.
     """
 
-    query_weight: float = 5e-4
-    document_weight: float = 5e-4
-    warmup_steps: int = 0
+    query_weight: float = _field(
+        5e-4, help="λ_q, the weight of the queries' FLOPS term once warmed up (>= 0)"
+    )
+    document_weight: float = _field(
+        5e-4, help="λ_d, the weight of the documents' FLOPS term once warmed up (>= 0)"
+    )
+    warmup_steps: int = _field(
+        0,
+        help="T: both weights grow as λ·min(1, t/T)² over these optimiser steps (0: full weight from "
+        "the first step)",
+    )
 
     def __post_init__(self) -> None:
         from distilir.students.flops import FlopsSchedule
@@ -189,42 +216,54 @@ class FlopsConfig:
 
 @dataclass
 class DataConfig:
-    """Where the training lists come from and how each becomes a row of N candidates.
+    """Where the training lists come from and how each becomes a row of N candidates."""
 
-    Args:
-        teacher_store: folder of a ``distilir.teachers.TeacherStore`` (teacher scores per query and doc).
-        lists_file: instead of a store, a JSONL file of ready lists, one object per line:
-            ``{"qid", "query", "doc_ids": [...], "docs": [...], "scores": [...]}``
-            (:func:`distilir.training.write_lists_jsonl` writes it).
-        dataset: the collection the store's ids refer to (texts of queries and documents).
-        split: which queries of the dataset to train on.
-        candidates: optional candidates file (``distilir candidates --out``) restricting which scored
-            pairs are used; default: every list the store holds for the split's queries.
-        candidates_per_query: N, the columns of the score tensors; shorter lists are padded (masked).
-        positives: ``teacher`` = the teacher's top-scored document is column 0 (no qrels needed);
-            ``qrels`` = the teacher's best-scored *judged relevant* document is column 0 (lists
-            without one are dropped).
-        negatives: ``random`` = N-1 of the other documents drawn anew every epoch from the seed;
-            ``top`` = the N-1 next best by teacher score.
-        teacher_scale: multiply the teacher scores by this constant before the loss. Margin-MSE
-            matches margins as they are, so bring the teacher's margins into the student's score
-            range (e.g. 0.05 for z-scored teacher scores and a cosine student, whose scores lie in
-            [-1, 1]); for listwise losses a teacher temperature does the same.
-        max_queries: train on the first ``max_queries`` lists (after sorting by query id); None = all.
-        min_relevance: qrels grade counted as relevant for ``positives: qrels``.
-    """
-
-    teacher_store: str | None = None
-    lists_file: str | None = None
-    dataset: str | None = None
-    split: str = "train"
-    candidates: str | None = None
-    candidates_per_query: int = 8
-    positives: str = "teacher"
-    negatives: str = "random"
-    teacher_scale: float = 1.0
-    max_queries: int | None = None
-    min_relevance: int = 1
+    teacher_store: str | None = _field(
+        None,
+        help="folder of a teacher score store (`distilir teach --out`): teacher scores per query and "
+        "document; required unless `lists_file` is given (or lists are passed in code)",
+    )
+    lists_file: str | None = _field(
+        None,
+        help='instead of a store, a JSONL file of ready lists, one `{"qid", "query", "doc_ids", "docs", '
+        '"scores"}` object per line (`distilir.training.write_lists_jsonl` writes it)',
+    )
+    dataset: str | None = _field(
+        None, help="the collection the store's ids refer to (the texts of its queries and documents)"
+    )
+    split: str = _field("train", help="which queries of the dataset to train on")
+    candidates: str | None = _field(
+        None,
+        help="a candidates file (`distilir candidates --out`) restricting which scored pairs are used "
+        "(null: every list the store holds for the split's queries)",
+    )
+    candidates_per_query: int = _field(
+        8,
+        help="N, the columns of the score tensors: column 0 the positive, then N-1 negatives; shorter "
+        "lists are padded and masked",
+    )
+    positives: str = _field(
+        "teacher",
+        choices=("teacher", "qrels"),
+        help="`teacher`: the teacher's top-scored document is column 0 (no qrels needed); `qrels`: the "
+        "teacher's best-scored judged relevant document is (lists without one are dropped)",
+    )
+    negatives: str = _field(
+        "random",
+        choices=("random", "top"),
+        help="`random`: N-1 of the other documents, drawn anew every epoch from the seed; `top`: the "
+        "N-1 next best by teacher score",
+    )
+    teacher_scale: float = _field(
+        1.0,
+        help="multiply the teacher scores by this before the loss; Margin-MSE matches margins as they are, "
+        "so bring the teacher's into the student's range (e.g. 0.05 for z-scored teacher scores and a "
+        "cosine student); for listwise losses a temperature does the same",
+    )
+    max_queries: int | None = _field(
+        None, help="train on the first that many lists, sorted by query id (null: all)"
+    )
+    min_relevance: int = _field(1, help="the qrels grade counted as relevant for `positives: qrels`")
 
     def __post_init__(self) -> None:
         if self.candidates_per_query < 2:
@@ -233,10 +272,7 @@ class DataConfig:
                 "an integer >= 2 (a positive and at least one negative)",
                 self.candidates_per_query,
             )
-        if self.positives not in ("teacher", "qrels"):
-            raise _fail("data.positives", "'teacher' or 'qrels'", self.positives)
-        if self.negatives not in ("random", "top"):
-            raise _fail("data.negatives", "'random' or 'top'", self.negatives)
+        _check_choices(self, "data")
         if self.teacher_store and self.lists_file:
             raise _fail(
                 "data",
@@ -254,26 +290,42 @@ class DataConfig:
 class OptimConfig:
     """Optimisation: AdamW with linear warm-up then linear decay to 0, gradient clipping.
 
-    ``steps`` counts optimiser steps; each consumes ``batch_size * grad_accumulation`` lists. When
-    ``steps`` is null, ``epochs`` passes over the lists are made (fractions allowed).
-
-    ``head_lr`` is the learning rate of the parameters the student initialised from scratch (a
-    cross-encoder built from a bi-encoder checkpoint gets a random classification head, which needs
-    a much larger rate than the pretrained body to learn in a few hundred steps); null: ``lr``. The
-    schedule scales both rates alike.
+    ``head_lr`` exists because a cross-encoder built from a bi-encoder checkpoint gets a random
+    classification head, which needs a much larger rate than the pretrained body to learn in a few
+    hundred steps. The schedule scales both rates alike.
     """
 
-    batch_size: int = 16
-    steps: int | None = None
-    epochs: float = 1.0
-    lr: float = 2e-5
-    head_lr: float | None = None
-    warmup_steps: int | None = None
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float | None = 1.0
-    grad_accumulation: int = 1
-    seed: int = 42
+    batch_size: int = _field(16, help="lists (a query and its N candidates) per micro-batch")
+    steps: int | None = _field(
+        None,
+        help="optimiser steps to train, each consuming `batch_size` × `grad_accumulation` lists "
+        "(null: `epochs` decides)",
+    )
+    epochs: float = _field(1.0, help="passes over the lists when `steps` is null (fractions allowed)")
+    lr: float = _field(2e-5, help="AdamW's peak learning rate (reached after the warm-up)")
+    head_lr: float | None = _field(
+        None,
+        help="learning rate of the parameters the student initialised from scratch (a new "
+        "cross-encoder head; e.g. 1e-3); null: `lr`",
+    )
+    warmup_steps: int | None = _field(
+        None, help="linear warm-up steps (null: `warmup_ratio` of the total steps)"
+    )
+    warmup_ratio: float = _field(
+        0.1, help="the warm-up as a fraction of the total steps, when `warmup_steps` is null"
+    )
+    weight_decay: float = _field(
+        0.01, help="AdamW weight decay (biases and LayerNorm weights are not decayed)"
+    )
+    max_grad_norm: float | None = _field(
+        1.0, help="clip the gradients' global norm to this (null: no clipping)"
+    )
+    grad_accumulation: int = _field(
+        1, help="micro-batches per optimiser step (the gradients of all of them are averaged)"
+    )
+    seed: int = _field(
+        42, help="seed of the list order, the negatives drawn, dropout and freshly initialised heads"
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
@@ -310,44 +362,71 @@ class OptimConfig:
 class EvalConfig:
     """Evaluation on a held-out split during and after training (skipped when ``dataset`` is null).
 
-    Args:
-        dataset / split: the collection and split to evaluate on.
-        every_n_steps: evaluate every that many optimiser steps (0: only at the end).
-        at_end: evaluate the final student.
-        mode: ``rerank`` = score each query's first-stage candidates with the student (any kind;
-            cheap); ``retrieve`` = encode the corpus (or a slice of it) and search it exactly with
-            the student's vectors (bi-encoder and SPLADE students).
-        candidates: run file with the candidates to rerank; default: BM25 top ``depth``.
-        depth: candidates per query for ``rerank``.
-        k: documents kept per query in the run that is evaluated.
-        metric: the ir_measures measure reported and used as the run's headline (e.g. nDCG@10).
-        max_queries: evaluate on a seeded sample of that many judged queries (None: all).
-        corpus_sample: ``retrieve`` over the judged documents of the evaluated queries plus that many
-            other documents drawn with the seed (None: the whole corpus).
-        exclude_training_queries: leave out queries that have a training list (for collections with a
-            single split, e.g. ArguAna: distil on some queries, evaluate on the others).
-        batch_size: texts per forward pass when scoring/encoding.
+    Reported: ``metric``, then ``RR@10`` and ``R@k``; a measure whose cutoff exceeds the documents
+    of each evaluated list (:attr:`list_depth`) would equal the measure at that depth under a wrong
+    name, so the headline ``metric`` is refused here and the other two are dropped with a warning.
+    The trainer selects no model on these numbers (the final student is the last step's); a split
+    that shares queries with the training lists is warned about.
     """
 
-    dataset: str | None = None
-    split: str = "test"
-    every_n_steps: int = 0
-    at_end: bool = True
-    mode: str = "rerank"
-    candidates: str | None = None
-    depth: int = 100
-    k: int = 100
-    metric: str = "nDCG@10"
-    max_queries: int | None = None
-    corpus_sample: int | None = None
-    exclude_training_queries: bool = False
-    batch_size: int = 64
+    dataset: str | None = _field(None, help="the collection to evaluate on (null: no evaluation)")
+    split: str = _field("test", help="its split whose judged queries are evaluated")
+    every_n_steps: int = _field(0, help="evaluate every that many optimiser steps (0: only at the end)")
+    at_end: bool = _field(True, help="evaluate the final student")
+    mode: str = _field(
+        "rerank",
+        choices=("rerank", "retrieve"),
+        help="`rerank`: the student scores each query's first-stage candidates (any student kind; "
+        "cheap); `retrieve`: it encodes the corpus (or a slice of it) and searches it exactly "
+        "(bi-encoder and SPLADE students)",
+    )
+    candidates: str | None = _field(
+        None, help="a run file with the candidates to rerank (null: BM25's top `depth`)"
+    )
+    depth: int = _field(100, help="candidates per query reranked in `rerank` mode")
+    k: int = _field(
+        100,
+        help="documents kept per query in the evaluated run (`retrieve`: searched for; `rerank`: the "
+        "top k of the reranked `depth`); R@k is reported",
+    )
+    metric: str = _field(
+        "nDCG@10",
+        help="the ir_measures measure reported first, as the run's headline (e.g. nDCG@10); its cutoff "
+        "may not exceed the evaluated list (`k`, and `depth` when reranking)",
+    )
+    max_queries: int | None = _field(
+        None, help="evaluate a seeded sample of that many judged queries (null: all)"
+    )
+    corpus_sample: int | None = _field(
+        None,
+        help="`retrieve` over the judged documents of the evaluated queries plus that many others drawn "
+        "with the seed (null: the whole corpus); numbers on a slice compare only with each other",
+    )
+    exclude_training_queries: bool = _field(
+        False,
+        help="leave out the queries that have a training list (collections with one split, e.g. "
+        "ArguAna: distil on some queries, evaluate on the others)",
+    )
+    batch_size: int = _field(64, help="texts per forward pass when scoring or encoding")
+
+    @property
+    def list_depth(self) -> int:
+        """Documents per query in the evaluated run: ``min(depth, k)`` reranked, ``k`` retrieved."""
+        return min(self.depth, self.k) if self.mode == "rerank" else self.k
+
+    def reported_measures(self) -> tuple[list[str], list[str]]:
+        """``(reported, dropped)``: ``metric``, ``RR@10`` and ``R@k`` (without repeats), split by whether
+        their cutoff fits in :attr:`list_depth`."""
+        reported, dropped = [], []
+        for measure in dict.fromkeys([self.metric, "RR@10", f"R@{self.k}"]):
+            cutoff = _measure_cutoff(measure)
+            (dropped if cutoff is not None and cutoff > self.list_depth else reported).append(measure)
+        return reported, dropped
 
     def __post_init__(self) -> None:
         if self.every_n_steps < 0:
             raise _fail("eval.every_n_steps", "an integer >= 0 (0: only at the end)", self.every_n_steps)
-        if self.mode not in ("rerank", "retrieve"):
-            raise _fail("eval.mode", "'rerank' or 'retrieve'", self.mode)
+        _check_choices(self, "eval")
         for name in ("depth", "k", "batch_size"):
             if getattr(self, name) <= 0:
                 raise _fail(f"eval.{name}", "a positive integer", getattr(self, name))
@@ -356,44 +435,63 @@ class EvalConfig:
         if self.corpus_sample is not None and self.corpus_sample < 0:
             raise _fail("eval.corpus_sample", "an integer >= 0 or null", self.corpus_sample)
         try:
-            import ir_measures
-
-            ir_measures.parse_measure(self.metric)
+            cutoff = _measure_cutoff(self.metric)
         except Exception as exc:  # noqa: BLE001 - ir_measures raises several types for bad names
             raise _fail(
                 "eval.metric", "an ir_measures measure such as nDCG@10 or RR@10", self.metric
             ) from exc
+        if cutoff is not None and cutoff > self.list_depth:
+            import ir_measures
+
+            within = str(ir_measures.parse_measure(self.metric)(cutoff=self.list_depth))
+            limit = "eval.k" if self.mode == "retrieve" or self.k < self.depth else "eval.depth"
+            raise _fail(
+                "eval.metric",
+                f"a cutoff of at most {self.list_depth}, the documents per query of the evaluated run "
+                f"({limit} {self.list_depth})",
+                self.metric,
+                f"The run has nothing past rank {self.list_depth}: report {within}, or raise {limit}.",
+            )
 
 
 @dataclass
 class TrainConfig:
-    """One distillation run. See the module docstring for the YAML layout.
+    """One distillation run: the sections below plus where the run is written and how it is run."""
 
-    Args:
-        output_dir: the run folder: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/``, ``student/``.
-        checkpoint_every: write a checkpoint every that many optimiser steps (0: none; the finished
-            run's state is the saved student).
-        keep_last: checkpoints kept on disk (older ones are deleted after a newer one is complete).
-        log_every: steps between progress-bar / metrics.jsonl loss lines.
-        device: torch device (None: cuda if available, else cpu).
-        threads: torch CPU threads for this process (None: torch's default, one per core). On a
-            machine shared with other jobs, fewer threads than cores is often faster.
-        progress: show tqdm progress bars.
-    """
-
-    student: StudentConfig = field(default_factory=StudentConfig)
-    losses: list[LossSpec] = field(default_factory=lambda: [LossSpec(name="kl")])
-    flops: FlopsConfig = field(default_factory=FlopsConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    output_dir: str = "runs/train"
-    checkpoint_every: int = 0
-    keep_last: int = 2
-    log_every: int = 1
-    device: str | None = None
-    threads: int | None = None
-    progress: bool = True
+    student: StudentConfig = _field(factory=StudentConfig, help="the model being trained")
+    losses: list[LossSpec] = _field(
+        factory=lambda: [LossSpec(name="kl")],
+        help="the loss terms, summed: total = Σ weight × loss; each name at most once",
+    )
+    flops: FlopsConfig = _field(factory=FlopsConfig, help="the FLOPS regulariser (SPLADE students only)")
+    data: DataConfig = _field(factory=DataConfig, help="the training lists")
+    optim: OptimConfig = _field(factory=OptimConfig, help="the optimiser and its schedule")
+    eval: EvalConfig = _field(factory=EvalConfig, help="the held-out evaluation")
+    output_dir: str = _field(
+        "runs/train",
+        help="the run folder: `config.yaml`, `metrics.jsonl`, `checkpoints/`, `student/` (the trained "
+        "student with its `manifest.json`)",
+    )
+    checkpoint_every: int = _field(
+        0,
+        help="write a checkpoint every that many optimiser steps (0: none; the finished run's state is "
+        "the saved student)",
+    )
+    keep_last: int = _field(
+        2, help="checkpoints kept on disk (older ones are deleted once a newer one is complete)"
+    )
+    log_every: int = _field(1, help="steps between the loss lines of the progress bar and `metrics.jsonl`")
+    device: str | None = _field(None, help="torch device (null: cuda if available, else cpu)")
+    threads: int | None = _field(
+        None,
+        help="torch CPU threads of this process (null: torch's default, one per core); on a machine "
+        "shared with other jobs fewer threads than cores is often faster",
+    )
+    progress: bool = _field(
+        True,
+        help="show progress bars (the trainer's, the evaluation's and those of transformers while it "
+        "loads and saves weights); `distilir train --quiet` sets it false",
+    )
 
     def __post_init__(self) -> None:
         clash = sorted(k for k in self.student.params if k.startswith("flops_"))

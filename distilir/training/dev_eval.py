@@ -13,12 +13,18 @@ Two modes, both cheap enough to run every few hundred steps on a CPU:
 
 Metrics come from :func:`distilir.evaluation.evaluate` (ir_measures) with the collection's conventions
 (:func:`distilir.conventions.conventions_for`: ArguAna drops self-hits, TREC DL counts grade >= 2).
+Each evaluated list holds ``EvalConfig.list_depth`` documents (``k``, and at most ``depth`` when
+reranking); a measure cut off deeper than that would repeat the measure at that depth under a wrong
+name (R@100 of 20 reranked candidates is their R@20), so such measures are dropped with a warning
+(the headline ``metric`` is refused by the config). Evaluating on queries the student was trained
+on is warned about too: those numbers overstate held-out quality.
 The student is put in eval mode for the pass and back into train mode afterwards; the global random
 generators are saved and restored around it, so evaluating never changes the training trajectory.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -41,7 +47,12 @@ class DevEvaluator:
     """Evaluates a student on ``config.dataset`` / ``config.split``; call it with the student.
 
     Returns ``{measure: value}`` with the headline ``config.metric`` first, then RR@10 and R@k where
-    they differ from it. The dataset, qrels and candidates are loaded on the first call.
+    they differ from it and fit in the evaluated lists (:meth:`EvalConfig.reported_measures`). The
+    dataset, qrels and candidates are loaded by :meth:`prepare` or on the first call.
+
+    ``training_queries`` are the ids of the training lists; ``training_dataset`` the collection they
+    come from. When it is the evaluated one, evaluated queries among them are warned about (or left
+    out, with ``exclude_training_queries``).
     """
 
     def __init__(
@@ -53,6 +64,7 @@ class DevEvaluator:
         progress: bool = False,
         student_kind: str | None = None,
         training_queries: Iterable[str] = (),
+        training_dataset: str | None = None,
     ) -> None:
         if config.dataset is None:
             raise ValueError("DevEvaluator needs eval.dataset; set it, or leave evaluation off.")
@@ -70,12 +82,28 @@ class DevEvaluator:
         self.data_dir = data_dir
         self.progress = progress
         self.training_queries = frozenset(training_queries)
+        self.training_dataset = training_dataset
         if config.exclude_training_queries and not self.training_queries:
             raise ValueError("eval.exclude_training_queries is set but no training query ids were given")
-        self.measures: list[str] | None = None  # set by _setup (the metric, RR@10, R@k)
+        self.measures, dropped = config.reported_measures()
+        if dropped:
+            warnings.warn(
+                f"eval: not reporting {', '.join(dropped)}: each evaluated list holds {config.list_depth} "
+                f"documents (eval.k {config.k}"
+                + (f", eval.depth {config.depth}" if config.mode == "rerank" else "")
+                + f"), so a deeper cutoff only repeats the value at {config.list_depth}.",
+                stacklevel=2,
+            )
+        self.training_overlap: int | None = None  # evaluated queries that are training queries (prepare)
         self._ready = False
 
     # ------------------------------------------------------------------ setup
+
+    def prepare(self) -> None:
+        """Load the dataset, qrels and candidates now (the trainer calls it before its first step, so
+        a bad evaluation setting or a train/eval overlap shows before training, not after it)."""
+        if not self._ready:
+            self._setup()
 
     def _setup(self) -> None:
         from distilir.conventions import conventions_for
@@ -105,16 +133,40 @@ class DevEvaluator:
         if cfg.max_queries is not None and cfg.max_queries < len(qids):
             rng = np.random.default_rng([self.seed, 11])
             qids = sorted(rng.choice(qids, size=cfg.max_queries, replace=False).tolist())
+        self._check_overlap(qids)
         self.qids = qids
         self.qrels = {q: qrels[q] for q in qids}
         self.queries = {q: queries[q].text for q in qids}
-        measures = [cfg.metric, "RR@10", f"R@{cfg.k}"]
-        self.measures = list(dict.fromkeys(measures))
         if cfg.mode == "rerank":
             self._setup_rerank()
         else:
             self._setup_retrieve()
         self._ready = True
+
+    def _check_overlap(self, qids: Sequence[str]) -> None:
+        """Warn when evaluated queries of this collection are training queries (not left out)."""
+        from distilir.data import load_dataset
+
+        if not self.training_queries or self.training_dataset is None:
+            return
+        same = self.training_dataset == self.config.dataset or (
+            load_dataset(self.training_dataset, data_dir=self.data_dir).name == self.dataset.name
+        )
+        if not same:
+            return
+        overlap = sorted(self.training_queries.intersection(qids))
+        self.training_overlap = len(overlap)
+        if overlap:
+            cfg = self.config
+            warnings.warn(
+                f"eval: {len(overlap)} of the {len(qids)} evaluated queries of {cfg.dataset} split "
+                f"{cfg.split!r} {'is a training query' if len(overlap) == 1 else 'are training queries'} "
+                f"(e.g. {', '.join(overlap[:3])}): the student was "
+                "trained on their teacher lists, so its scores there overstate held-out quality and are "
+                "no ground for choosing a model. Evaluate on another split, or set "
+                "eval.exclude_training_queries: true.",
+                stacklevel=3,
+            )
 
     def _setup_rerank(self) -> None:
         cfg = self.config
@@ -156,8 +208,7 @@ class DevEvaluator:
 
     def run(self, student: Any) -> Run:
         """The student's run over the evaluated queries (eval mode, no gradients, RNG untouched)."""
-        if not self._ready:
-            self._setup()
+        self.prepare()
         module = student_module(student)
         was_training = module.training
         rng = capture_rng_state()
@@ -187,6 +238,7 @@ class DevEvaluator:
             "measures": self.measures,
             "queries": len(self.qids) if self._ready else None,
             "excluded_training_queries": cfg.exclude_training_queries,
+            "training_queries_evaluated": self.training_overlap,
         }
         if cfg.mode == "rerank":
             out.update(candidates=cfg.candidates or f"bm25 top {cfg.depth}")
@@ -203,7 +255,7 @@ class DevEvaluator:
                 continue
             texts = [self.doc_text[d] for d in docs]
             scores = rerank_scores(student, self.queries[qid], texts, self.config.batch_size)
-            run[qid] = dict(zip(docs, scores, strict=True))
+            run[qid] = dict(sorted_ranking(dict(zip(docs, scores, strict=True)))[: self.config.k])
         return run
 
     def _retrieve(self, student: Any) -> Run:

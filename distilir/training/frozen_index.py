@@ -61,6 +61,7 @@ import torch
 from tqdm.auto import tqdm
 
 from distilir.data.trec import sorted_ranking
+from distilir.training._progress import library_progress_bars
 from distilir.training.scales import NORMALIZATIONS, calibrate_margin_scale, normalize_per_query
 
 __all__ = [
@@ -363,7 +364,8 @@ def train_query_encoder(
     )
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    model = SentenceTransformer(resolve_model(str(source)), device="cpu")
+    with library_progress_bars(progress):  # transformers' own "Loading weights" bar
+        model = SentenceTransformer(resolve_model(str(source)), device="cpu")
     if encoder.get("max_length"):
         model.max_seq_length = int(encoder["max_length"])
     docs = torch.from_numpy(vectors)
@@ -405,6 +407,10 @@ def train_query_encoder(
         torch.set_rng_state(saved["torch_rng"])
     model.train()
 
+    def save_best() -> None:
+        with library_progress_bars(progress):  # and its "Writing model shards" bar
+            _save_atomic_dir(model.save, out / "best")
+
     def checkpoint() -> None:
         state["seconds"] = base_seconds + time.perf_counter() - t0
 
@@ -431,7 +437,7 @@ def train_query_encoder(
         state["history"].append({"step": state["step"], "dev_ndcg@10": round(value, 4)})
         if state["best"] is None or value > state["best"]:
             state["best"], state["best_step"], state["bad"] = value, state["step"], 0
-            _save_atomic_dir(model.save, out / "best")
+            save_best()
         else:
             state["bad"] += 1
 
@@ -510,7 +516,7 @@ def train_query_encoder(
     bar.close()
     state["seconds"] = seconds = base_seconds + time.perf_counter() - t0
     if not dev_queries:
-        _save_atomic_dir(model.save, out / "best")
+        save_best()
         state["best_step"] = state["step"]
     summary = {
         "config": asdict(cfg),

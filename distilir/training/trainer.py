@@ -53,6 +53,7 @@ import torch
 from tqdm.auto import tqdm
 
 from distilir.losses import InfoNCELoss, WeightedSum
+from distilir.training._progress import library_progress_bars
 from distilir.training._student import build_student, run_student, student_module
 from distilir.training.checkpoint import (
     CheckpointError,
@@ -176,11 +177,12 @@ class Trainer:
         self.lists = self._prepare_lists(list(lists))
         self.data_info.update(self._data_summary())
 
-        self.student = (
-            student
-            if student is not None
-            else build_student(config.student, flops=config.flops, seed=config.optim.seed, device=self.device)
-        )
+        if student is None:
+            with library_progress_bars(config.progress):
+                student = build_student(
+                    config.student, flops=config.flops, seed=config.optim.seed, device=self.device
+                )
+        self.student = student
         self.module = student_module(self.student)
         self.module.to(self.device)
         self.loss_fn = self._build_loss().to(self.device)
@@ -222,6 +224,7 @@ class Trainer:
                 progress=config.progress,
                 student_kind=config.student.kind,
                 training_queries=[x.qid for x in self.lists],
+                training_dataset=config.data.dataset,
             )
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -334,6 +337,8 @@ class Trainer:
         """
         cfg = self.config
         ckpt = self._resolve_resume(resume)
+        if self.evaluator is not None and self.dist.is_main:
+            self.evaluator.prepare()  # evaluation settings fail, and overlaps warn, before step 1
         if ckpt is not None:
             self._restore(ckpt)
         else:
@@ -606,7 +611,8 @@ class Trainer:
             shutil.rmtree(tmp)
         tmp.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.student.save(str(tmp))
+            with library_progress_bars(self.config.progress):
+                self.student.save(str(tmp))
             manifest = self.manifest(base=_read_json(tmp / "manifest.json"))
             (tmp / "manifest.json").write_text(
                 json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"

@@ -118,6 +118,32 @@ def test_bad_values_name_the_field(tmp_path, override, field):
     assert field in str(info.value) and "expected" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "override, limit, within",
+    [
+        ({"eval.metric": "R@100", "eval.depth": 20}, "eval.depth 20", "R@20"),  # reranking 20 candidates
+        ({"eval.metric": "nDCG@10", "eval.depth": 100, "eval.k": 5}, "eval.k 5", "nDCG@5"),
+        ({"eval.metric": "P(rel=2)@10", "eval.mode": "retrieve", "eval.k": 8}, "eval.k 8", "P(rel=2)@8"),
+    ],
+)
+def test_a_headline_metric_cut_off_beyond_the_evaluated_lists_is_refused(override, limit, within):
+    """A cutoff past the run's end measures the run at its end under another name (R@100 of 20
+    reranked documents is their R@20): refused before training, naming the measure to report."""
+    with pytest.raises(ConfigError, match="eval.metric") as info:
+        load_config(None, override)
+    assert limit in str(info.value) and f"report {within}" in str(info.value)
+
+
+def test_measures_past_the_list_depth_are_split_off():
+    """RR@10 and R@k are reported beside the headline only when they fit in the evaluated lists."""
+    reranked = load_config(None, {"eval.depth": 20}).eval  # k stays 100
+    assert reranked.list_depth == 20
+    assert reranked.reported_measures() == (["nDCG@10", "RR@10"], ["R@100"])
+    short = load_config(None, {"eval.metric": "nDCG@5", "eval.k": 5, "eval.mode": "retrieve"}).eval
+    assert short.reported_measures() == (["nDCG@5", "R@5"], ["RR@10"])
+    assert load_config(None, {"eval.metric": "AP"}).eval.reported_measures() == (["AP", "RR@10", "R@100"], [])
+
+
 def test_saved_config_round_trips(tmp_path):
     cfg = load_config(_write(tmp_path), ["--optim.lr", "1e-4"])
     saved = cfg.save(tmp_path / "run")

@@ -3,12 +3,15 @@ own ``encode`` and ir_measures."""
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+
 import ir_measures
 import numpy as np
 import pytest
 import torch
 
-from distilir.data.trec import write_run
+from distilir.data.trec import sorted_ranking, write_run
 from distilir.training import DevEvaluator, EvalConfig
 
 
@@ -105,7 +108,7 @@ def test_splade_retrieve_matches_the_sparse_encoder(splade_path):
 
     student = SpladeStudent(splade_path, max_length=64)
     ev = DevEvaluator(
-        EvalConfig(dataset="scifact", mode="retrieve", k=5, max_queries=3, corpus_sample=10, batch_size=8)
+        EvalConfig(dataset="scifact", mode="retrieve", k=10, max_queries=3, corpus_sample=10, batch_size=8)
     )
     metrics = ev(student)
     q = student.model.encode_query([ev.queries[x] for x in ev.qids], convert_to_tensor=True).to_dense()
@@ -113,7 +116,67 @@ def test_splade_retrieve_matches_the_sparse_encoder(splade_path):
     sims = q @ d.T
     run = ev.run(student)
     for i, qid in enumerate(ev.qids):
-        top = torch.topk(sims[i], 5)
+        top = torch.topk(sims[i], 10)
         assert list(run[qid]) == [ev.doc_ids[j] for j in top.indices.tolist()]
         assert list(run[qid].values()) == pytest.approx(top.values.tolist(), abs=1e-4)
     assert 0.0 <= metrics["nDCG@10"] <= 1.0
+
+
+def test_measures_past_the_list_depth_are_dropped_with_a_warning(student, scifact, tmp_path):
+    """Reranking 20 candidates cannot tell R@100 from R@20: R@100 is not reported, and one warning
+    says why, naming the depth."""
+    qids = sorted(scifact.qrels("test"))[:2]
+    write_run({q: {d: 1.0 for d in scifact.qrels("test")[q]} for q in qids}, tmp_path / "c.trec")
+    config = EvalConfig(dataset="scifact", candidates=str(tmp_path / "c.trec"), depth=20)  # k: 100
+    with pytest.warns(
+        UserWarning, match=r"not reporting R@100: each evaluated list holds 20 documents"
+    ) as got:
+        ev = DevEvaluator(config)
+    assert len(got) == 1 and "eval.depth 20" in str(got[0].message)
+    assert list(ev(student)) == ["nDCG@10", "RR@10"]
+
+
+def test_rerank_keeps_the_top_k_of_the_reranked_depth(student, scifact, tmp_path):
+    qrels = scifact.qrels("test")
+    ids = sorted(scifact.corpus())
+    qids = sorted(qrels)[:2]
+    write_run({q: {d: 1.0 for d in list(qrels[q]) + ids[:6]} for q in qids}, tmp_path / "c.trec")
+    every = DevEvaluator(EvalConfig(dataset="scifact", candidates=str(tmp_path / "c.trec")))  # k: 100
+    config = EvalConfig(dataset="scifact", candidates=str(tmp_path / "c.trec"), k=3, metric="nDCG@3")
+    with pytest.warns(UserWarning, match="not reporting RR@10"):
+        top3 = DevEvaluator(config)
+    full, run = every.run(student), top3.run(student)
+    for q in qids:
+        assert len(full[q]) > 3
+        assert list(run[q]) == [d for d, _ in sorted_ranking(full[q])[:3]]
+        assert run[q] == pytest.approx({d: full[q][d] for d in run[q]}, abs=1e-5)
+    assert list(top3(student)) == ["nDCG@3", "R@3"]
+
+
+def _train_split_candidates(scifact, path, qids):
+    qrels = scifact.qrels("train")
+    write_run({q: {d: 1.0 for d in list(qrels[q]) + ["4983"]} for q in qids}, path)
+
+
+def test_evaluating_on_training_queries_is_warned_about(scifact, tmp_path):
+    """Evaluated queries that were trained on overstate held-out quality: a warning names how many,
+    the manifest's description records it; left out, or from another collection, nothing is said."""
+    qids = sorted(q for q in scifact.qrels("train") if q in scifact.queries("train"))[:4]
+    _train_split_candidates(scifact, tmp_path / "c.trec", qids)
+    config = EvalConfig(dataset="scifact", split="train", candidates=str(tmp_path / "c.trec"))
+    ev = DevEvaluator(config, training_queries=qids[:3], training_dataset="scifact")
+    with pytest.warns(
+        UserWarning, match=r"3 of the 4 evaluated queries of scifact split 'train' are training"
+    ):
+        ev.prepare()
+    assert ev.describe()["training_queries_evaluated"] == 3
+
+    left_out = dataclasses.replace(config, exclude_training_queries=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ev = DevEvaluator(left_out, training_queries=qids[:3], training_dataset="scifact")
+        ev.prepare()
+        assert ev.qids == qids[3:] and ev.describe()["training_queries_evaluated"] == 0
+        other = DevEvaluator(config, training_queries=qids[:3], training_dataset="arguana")
+        other.prepare()  # the same ids in another collection are other queries
+        assert other.describe()["training_queries_evaluated"] is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -187,8 +188,8 @@ def test_each_student_kind_trains_for_two_steps(tiny_lists, tmp_path, data_dir):
         "eval.split": "test",
         "eval.candidates": str(tmp_path / "cands.trec"),
         "eval.max_queries": 4,
-        "eval.depth": 8,
-        "eval.k": 8,
+        "eval.depth": 10,  # nDCG@10 needs lists of 10 (the files' lists are shorter: what BM25 would give)
+        "eval.k": 10,
     }
 
     splade = Trainer(
@@ -218,7 +219,7 @@ def test_each_student_kind_trains_for_two_steps(tiny_lists, tmp_path, data_dir):
         assert r["loss"] == pytest.approx(
             c["margin-mse"] + wq * c["flops_query"] + wd * c["flops_doc"], rel=1e-5
         )
-    assert set(result.final_metrics) == {"nDCG@10", "RR@10", "R@8"}
+    assert set(result.final_metrics) == {"nDCG@10", "RR@10", "R@10"}
     sparse = SparseEncoder(str(result.student_dir), device="cpu").encode(
         ["vitamin d deficiency"], convert_to_tensor=True
     )
@@ -249,3 +250,45 @@ def test_each_student_kind_trains_for_two_steps(tiny_lists, tmp_path, data_dir):
         expected = cross.student.score([tiny_lists[0].query], [list(tiny_lists[0].docs[:3])])[0]
     got = torch.as_tensor(model.predict(pairs, activation_fn=torch.nn.Identity()))
     torch.testing.assert_close(got.float(), expected.float(), atol=1e-4, rtol=1e-4)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_evaluating_on_training_queries_warns_before_the_first_step(tiny_lists, scifact, tmp_path, data_dir):
+    """The trainer prepares its evaluation before training, so an evaluated split that holds training
+    queries is warned about before step 1, not after the run."""
+    from distilir.data.trec import write_run
+
+    qrels = scifact.qrels("train")
+    qids = [x.qid for x in tiny_lists[:3]]
+    write_run({q: {d: 1.0 for d in list(qrels[q]) + ["4983"]} for q in qids}, tmp_path / "c.trec")
+    evaluation = {
+        "eval.dataset": "scifact",
+        "eval.split": "train",
+        "eval.candidates": str(tmp_path / "c.trec"),
+    }
+    config = _config(tmp_path / "run", **{"data.dataset": "scifact", **evaluation})
+    at_step_1: list[str] = []
+
+    def stop(trainer, record):
+        at_step_1.extend(str(w.message) for w in caught)
+        raise _Stop
+
+    trainer = Trainer(config, lists=tiny_lists, data_dir=data_dir, callbacks=[stop])
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(_Stop):
+        warnings.simplefilter("always")
+        trainer.train()
+    assert any("3 of the 3 evaluated queries of scifact split 'train' are training" in m for m in at_step_1)
+    assert trainer.evaluator.describe()["training_queries_evaluated"] == 3
+
+
+def test_progress_false_also_silences_the_model_loading_bars(tiny_lists, tmp_path, capfd):
+    """transformers draws its own "Loading weights" bar; ``progress: false`` (--quiet) hides it too."""
+    capfd.readouterr()
+    Trainer(_config(tmp_path / "loud", progress=True), lists=tiny_lists)
+    assert "Loading weights" in capfd.readouterr().err
+    Trainer(_config(tmp_path / "quiet"), lists=tiny_lists)  # progress: false
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "%|" not in err
