@@ -37,7 +37,8 @@ def _epilog() -> str:
         f"{', '.join(top)}. Every key with its type, default and meaning: {REFERENCE_FILE} "
         "(--print-reference prints it)."
     )
-    return textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False)
+    example = "example: distilir train --config docs/examples/run.yaml --optim.lr 2e-5 --resume auto"
+    return textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False) + "\n\n" + example
 
 
 class _TrainParser(argparse.ArgumentParser):
