@@ -59,7 +59,15 @@ __all__ = [
 
 FORMAT = "distilir-index/1"
 MANIFEST = "manifest.json"
-_GENERATION_FILE = re.compile(r"^[^.]+\.g\d+(\.|$)")
+_GENERATION_FILE = re.compile(r"^([^.]+)\.g\d+((?:\..*)?)$")
+
+
+def _family(name: str) -> re.Pattern[str] | None:
+    """The names of every generation of the data file ``name`` (``docs.g3.jsonl`` -> ``docs.g<N>.jsonl``)."""
+    match = _GENERATION_FILE.match(name)
+    if match is None:
+        return None
+    return re.compile(re.escape(match.group(1)) + r"\.g\d+" + re.escape(match.group(2)))
 
 
 class IndexError_(Exception):  # noqa: N801 - avoid shadowing the builtin IndexError
@@ -276,12 +284,18 @@ class ArtifactDir:
         return manifest
 
     def _sweep(self) -> None:
-        """Remove files of earlier generations and leftovers of interrupted saves."""
+        """Remove files of earlier generations and leftovers of interrupted saves, and nothing else:
+        only the files the previous manifest names, files named like one this save wrote in another
+        generation (``docs.g3.jsonl`` beside ``docs.g4.jsonl``), and their ``.partial`` copies. A file
+        the index did not write (``notes.txt``, ``photo.g2.jpg``) stays, whatever the folder was before."""
         keep = set(self._files.values()) | {MANIFEST}
+        named = set(self._previous.get("files", {}).values())
+        families = {_family(name) for name in (*self._files.values(), *named)} - {None}
         for p in self.path.iterdir():
             if p.name in keep:
                 continue
-            if _GENERATION_FILE.match(p.name) or p.name.endswith(".partial"):
+            name = p.name.removesuffix(".partial")
+            if p.name in named or name == MANIFEST or any(f.fullmatch(name) for f in families):
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
     def __exit__(self, exc_type, exc, tb) -> None:

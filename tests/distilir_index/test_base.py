@@ -74,3 +74,20 @@ def test_corpus_fingerprint_is_order_independent_and_content_sensitive():
         f3.update(*d)
     assert f1.hexdigest() == f2.hexdigest() and f1.count == 3
     assert f1.hexdigest() != f3.hexdigest()
+
+
+def test_a_save_removes_only_files_of_the_index(tmp_path):
+    """Old generations and leftovers of an interrupted save go; a file the index did not write stays,
+    even one named like a generation file."""
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    foreign = ["notes.txt", "photo.g2.jpg", "data.g2.csv", "other.g1.txt"]
+    for name in foreign:
+        (folder / name).write_text("mine")
+    first = _save(folder, "one")
+    (folder / "data.g7.txt.partial").write_text("left by a killed save")
+    (folder / "data.g8.txt").write_text("written, never committed")
+    second = _save(folder, "two")
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(["manifest.json", second["files"]["data"], *foreign])
+    assert first["files"]["data"] not in names
