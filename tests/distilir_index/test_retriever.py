@@ -224,3 +224,77 @@ def test_public_surface():
     for module in (retriever, service, adapters):
         for name in module.__all__:
             assert getattr(module, name) is not None
+
+
+def _docstring_example(obj) -> str:
+    """The ``Example::`` block of ``obj``'s docstring, dedented (the lines indented below it)."""
+    import inspect
+    import textwrap
+
+    lines = inspect.getdoc(obj).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Example::")
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    block = []
+    for line in lines[start + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            break
+        block.append(line)
+    return textwrap.dedent("\n".join(block)).strip()
+
+
+def test_load_docstring_example_runs(bm25_dir, dense_dir, minilm_path):
+    """Every call of ``Retriever.load``'s own example, run against real indexes (the paths it
+    names replaced by this test's): a keyword the example shows and the signature refuses fails here."""
+    example = _docstring_example(Retriever.load)
+    assert example.count("Retriever.load(") >= 3
+    for placeholder, real in {
+        "indexes/scifact-dense": dense_dir,
+        "indexes/scifact-bm25": bm25_dir,
+        "runs/qs/model": minilm_path,
+    }.items():
+        assert placeholder in example
+        example = example.replace(placeholder, str(real))
+    namespace: dict = {}
+    exec(compile(example, "Retriever.load docstring", "exec"), namespace)
+    loaded = [v for v in namespace.values() if isinstance(v, Retriever)]
+    assert len(loaded) >= 3 and {r.kind for r in loaded} == {"bm25", "dense"}
+    for r in loaded:
+        assert r.search("cells", k=2)
+
+
+def test_load_with_model_names_the_parameter_to_use(dense_dir, bm25_dir, minilm_path):
+    with pytest.raises(TypeError, match=r"model=.*query_encoder="):
+        Retriever.load(dense_dir, model=minilm_path)
+    with pytest.raises(TypeError, match=r"no_such_option=.*'bm25' index.*accepts mmap="):
+        Retriever.load(bm25_dir, no_such_option=1)
+
+
+def test_readme_retriever_example_finds_hits_with_its_filter(tmp_path, capsys):
+    """The README's "What RAG code calls" block, run against scifact indexed by `distilir-index
+    build` (a BM25 index in place of the dense one: the block says any saved kind loads)."""
+    from pathlib import Path
+
+    from distilir_index.cli import main
+
+    out = tmp_path / "scifact-bm25"
+    assert main(["build", "--corpus", "scifact", "--kind", "bm25", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("What RAG code calls:", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert "indexes/scifact-dense" in block and "filters=" in block
+    namespace: dict = {}
+    exec(compile(block.replace("indexes/scifact-dense", str(out)), "README.md", "exec"), namespace)
+    from distilir_index.base import Hit
+
+    retriever = namespace["retriever"]
+    filtered = [
+        v
+        for k, v in namespace.items()
+        if k != "hits" and isinstance(v, list) and all(isinstance(h, Hit) for h in v)
+    ]
+    assert filtered and all(filtered), "the README's filtered search returns no hits on scifact"
+    assert {h.id for h in filtered[0]}.isdisjoint(h.id for h in namespace["hits"])
+    # a field scifact's documents lack is refused, naming the ones they have; $lenient allows it
+    with pytest.raises(FilterError, match=r"\['year'\].*fields present: \['title'\]"):
+        retriever.search("aspirin", k=5, filters={"year": {"$gte": 2015}})
+    assert retriever.search("aspirin", k=5, filters={"year": {"$gte": 2015}, "$lenient": True}) == []
