@@ -695,6 +695,8 @@ def _interrupted(args) -> str:
     """What an interrupted command kept, and how to go on."""
     again = "run the same command again to resume"
     command = args.command
+    if command == "teach" and not Path(args.out).exists():
+        return f"interrupted before the first batch was committed: no store left at {args.out}; {again}"
     if command == "teach":
         return (
             f"interrupted: every batch scored so far is committed in {args.out}; {again} "

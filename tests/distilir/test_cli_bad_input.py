@@ -151,6 +151,7 @@ def test_interrupted_teach_leaves_no_empty_store_and_says_how_to_resume(env, cap
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert "run the same command again to resume" in err and str(store) in err
+    assert "before the first batch was committed: no store left" in err
     assert not store.exists()  # the empty store bound to this teacher is gone
     monkeypatch.undo()
     assert main(argv) == 0  # and the same command then works
