@@ -37,7 +37,14 @@ On disk (one generation of an index directory; see distilir_index.base for the a
 * ``postings.gN.npz`` -- ``scipy.sparse.save_npz`` of the CSR ``[terms, positions]`` float32 matrix
   (readable with ``scipy.sparse.load_npz``; row t = postings of term ``vocabulary[t]``);
 * ``vocabulary.gN.json`` -- JSON list of terms, the row order of ``postings``;
-* ``docs.gN.jsonl`` / ``digests.gN.npy`` -- the document table (distilir_index.loading.DocumentTable).
+* ``docs.gN.jsonl`` / ``digests.gN.npy`` -- the document table (distilir_index.loading.DocumentTable);
+* with ``query_side="idf"``: ``query_tokenizer.gN.json``, ``document_frequency.gN.npy``, ``idf.gN.npy``
+  and the manifest's ``query_encoder`` entry (distilir_index.idf_query).
+
+Query side: ``"model"`` (default) encodes text queries with the document encoder's model (SPLADE);
+``"idf"`` makes the index inference-free: a text query is its distinct tokens weighted by IDF counted
+on the indexed texts (:class:`~distilir_index.idf_query.IDFQueryEncoder`), so searching, and loading
+the index, need no model and no torch.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ import scipy.sparse as sp
 
 from distilir_index.base import ArtifactDir, BaseIndex, Hit, ManifestError, read_manifest
 from distilir_index.encoders import check_encoder_compatible
+from distilir_index.idf_query import IDFQueryEncoder
 from distilir_index.loading import DocumentTable
 from distilir_index.sparse_encoder import SparseEncoder
 
@@ -73,6 +81,10 @@ class SparseIndex(BaseIndex):
             None when weights are always given. Its vocabulary becomes the index's term list.
         store_text: keep texts so hits carry them (default True).
         show_progress: progress bars for long adds (None: for >= 1,000 documents).
+        query_side: how text queries are encoded: ``"model"`` (the encoder) or ``"idf"`` (their tokens
+            weighted by IDF counted on the added texts; module docstring). ``"idf"`` needs texts on every
+            add and a tokenizer: the encoder's, or ``tokenizer=`` when documents come as weights.
+        tokenizer: for ``query_side="idf"`` without an encoder: a tokenizer.json, model folder or name.
 
     Example::
 
@@ -116,7 +128,11 @@ class SparseIndex(BaseIndex):
         *,
         store_text: bool = True,
         show_progress: bool | None = None,
+        query_side: str = "model",
+        tokenizer: Any = None,
     ) -> None:
+        if query_side not in ("model", "idf"):
+            raise ValueError(f"query_side must be 'model' or 'idf', got {query_side!r}")
         if encoder is not None and not callable(getattr(encoder, "encode_queries_csr", None)):
             raise TypeError(
                 "encoder must be a distilir_index.sparse_encoder.SparseEncoder (or None), got "
@@ -138,6 +154,23 @@ class SparseIndex(BaseIndex):
         self._lock = threading.RLock()
         if encoder is not None:
             self._attach_encoder(encoder)
+        self.query_side = query_side
+        #: The IDF query side (statistics kept whenever present); used for text queries when "idf".
+        self.query_encoder: IDFQueryEncoder | None = None
+        if query_side == "idf":
+            if tokenizer is None and encoder is None:
+                raise ValueError(
+                    "query_side='idf' needs a tokenizer: give the document encoder, or tokenizer=<a "
+                    "tokenizer.json, model folder or name> when documents come as weights"
+                )
+            if tokenizer is None:
+                self.query_encoder = IDFQueryEncoder.from_encoder(encoder)
+            else:
+                size = encoder.vocab_size if encoder is not None else None
+                self.query_encoder = IDFQueryEncoder(tokenizer, vocab_size=size)
+                if encoder is not None and self.query_encoder.vocabulary != list(encoder.vocabulary):
+                    raise ValueError("tokenizer= does not match the encoder's vocabulary; leave it out")
+            self._attach_encoder(self.query_encoder)
 
     # -- vocabulary --------------------------------------------------------------------------------
     def _term_row(self, term: str) -> int:
@@ -230,7 +263,7 @@ class SparseIndex(BaseIndex):
 
     def get_config_dict(self) -> dict[str, Any]:
         """Constructor arguments (besides the encoder) that rebuild an equivalent empty index."""
-        return {"store_text": self.store_text}
+        return {"store_text": self.store_text, "query_side": self.query_side}
 
     def _n_postings(self) -> int:
         return int(self._main.nnz + sum(b.nnz for b in self._pending))
@@ -250,7 +283,14 @@ class SparseIndex(BaseIndex):
             }
         )
         encoder = self.encoder.describe() if self.encoder is not None else None
-        return {"kind": self.kind, "settings": settings, "encoder": encoder, "corpus": self._docs.corpus()}
+        query = self.query_encoder.describe() if self.query_encoder is not None else None
+        return {
+            "kind": self.kind,
+            "settings": settings,
+            "encoder": encoder,
+            "query_encoder": query,
+            "corpus": self._docs.corpus(),
+        }
 
     def stats(self, queries: Sequence[str | Mapping[str, float]] | None = None) -> dict[str, Any]:
         """Sizes and sparsity: live documents, terms, postings, mean non-zero terms per document, and
@@ -310,6 +350,11 @@ class SparseIndex(BaseIndex):
             raise ValueError(
                 f"got {len(ids)} ids but {got}; pass weights=[{{term: weight}}, ...], one per id"
             )
+        if self.query_encoder is not None and texts is None:
+            raise ValueError(
+                "this SparseIndex keeps IDF statistics (query_side='idf'), which are counted on document "
+                "texts; pass texts with the weights: add(ids, texts, weights=[...])"
+            )
         if weights is None:
             assert texts is not None and self.encoder is not None  # checked above
             show = len(texts) >= 1000 if self.show_progress is None else bool(self.show_progress)
@@ -321,6 +366,8 @@ class SparseIndex(BaseIndex):
                 else self._from_encoder(encoded)
             )
             self._docs.add(ids, texts, metas)
+            if self.query_encoder is not None:
+                self.query_encoder.add_documents(texts)
             self._pending.append(rows)
             self._pending_t = None
 
@@ -386,12 +433,13 @@ class SparseIndex(BaseIndex):
             )
         parts = []
         if text_at:
-            if self.encoder is None:
+            encoder = self.query_encoder if self.query_side == "idf" else self.encoder
+            if encoder is None:
                 raise ValueError(
                     "this SparseIndex has no encoder, so it cannot encode text queries; pass "
                     "{term: weight} dicts, or load it with an encoder: SparseIndex.load(path, encoder=...)"
                 )
-            parts.append(self._from_encoder(self.encoder.encode_queries_csr([queries[i] for i in text_at])))
+            parts.append(self._from_encoder(encoder.encode_queries_csr([queries[i] for i in text_at])))
         if dict_at:
             parts.append(self._from_dicts([queries[i] for i in dict_at], "queries", grow=False))
         n_terms = len(self._terms)
@@ -531,8 +579,12 @@ class SparseIndex(BaseIndex):
                 art.write("postings", "postings.npz", write_postings)
                 art.write("vocabulary", "vocabulary.json", write_vocab)
                 self._docs.save(art)
+                query = self.query_encoder.save(art) if self.query_encoder is not None else None
                 art.commit(
-                    settings=described["settings"], corpus=described["corpus"], encoder=described["encoder"]
+                    settings=described["settings"],
+                    corpus=described["corpus"],
+                    encoder=described["encoder"],
+                    extra={"query_encoder": query} if query is not None else None,
                 )
         return Path(path)
 
@@ -544,6 +596,7 @@ class SparseIndex(BaseIndex):
         *,
         load_encoder: bool = True,
         show_progress: bool | None = None,
+        query_side: str | None = None,
     ) -> SparseIndex:
         """Open an index written by :meth:`save`.
 
@@ -553,11 +606,24 @@ class SparseIndex(BaseIndex):
                 vocabulary size, pooling, prompts) or EncoderMismatch is raised. When None, it is
                 rebuilt from the manifest (SparseEncoder.from_description).
             load_encoder: False to skip loading the model (search with ``{term: weight}`` dicts only).
+                An index saved with ``query_side="idf"`` loads no model unless ``encoder`` is given
+                (to add documents) or ``query_side="model"`` asks for one.
+            query_side: ``"model"`` or ``"idf"`` (default: the one the index was saved with).
         """
         path = Path(path)
         manifest = read_manifest(path, kind=cls.kind)
         settings = dict(manifest.get("settings") or {})
         recorded = manifest.get("encoder")
+        query_side = query_side or settings.get("query_side", "model")
+        if query_side not in ("model", "idf"):
+            raise ValueError(f"query_side must be 'model' or 'idf', got {query_side!r}")
+        has_idf = (manifest.get("query_encoder") or {}).get("kind") == IDFQueryEncoder.kind
+        if query_side == "idf" and not has_idf:
+            raise ManifestError(
+                f"{path}: the index keeps no IDF statistics, so it cannot search with query_side='idf'; "
+                "build it with SparseIndex(encoder, query_side='idf')"
+            )
+        load_encoder = load_encoder and query_side == "model"
         if isinstance(encoder, (str, os.PathLike)):
             encoder = (
                 SparseEncoder.from_description(recorded, model=str(encoder))
@@ -592,6 +658,10 @@ class SparseIndex(BaseIndex):
         index._vocab = {t: i for i, t in enumerate(index._terms)}
         index._main = main
         index._docs = table
+        index.query_side = query_side
+        if has_idf:
+            index.query_encoder = IDFQueryEncoder.load(path, manifest)
+            index._attach_encoder(index.query_encoder)
         if encoder is not None:
             index.encoder = encoder
             index._attach_encoder(encoder)
