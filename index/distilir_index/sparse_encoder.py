@@ -30,9 +30,11 @@ leave ONNX Runtime as a tensor before pooling, so the gain is not assumed either
 
 from __future__ import annotations
 
+import json
 import os
 import types
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,6 +108,7 @@ class SparseEncoder:
             self.model = model
             self.name = getattr(model, "_distilir_name", None) or _model_folder(model) or "in-memory"
         else:
+            _check_sparse_folder(str(model))
             self.model, _ = load_model(model, _STSparseEncoder, device=device)
             self.name = str(model)
         if max_length is not None:
@@ -296,6 +299,40 @@ def _model_folder(model: Any) -> str | None:
     except Exception:  # noqa: BLE001 - no underlying transformers model; nothing to report
         return None
     return str(path) if path and os.path.isdir(path) else None
+
+
+_SPARSE_MODULES = ("Splade", "MLMTransformer", "SparseStaticEmbedding", "SparseAutoEncoder", "Router")
+
+
+def _check_sparse_folder(name: str) -> None:
+    """Refuse a local model that is not a sparse encoder. sentence-transformers turns a dense model
+    into a ``SparseEncoder`` by appending a freshly initialised SparseAutoEncoder head, with only a log
+    line: its term weights are random (e.g. all-MiniLM-L6-v2 as "sparse" weights '[unused799]' and
+    'ɔ' for "aspirin"). A hub id that is not on disk is not checked (nothing to read before loading)."""
+    from distilir_index.models import resolve_model
+
+    folder = Path(resolve_model(name))
+    if not folder.is_dir():
+        return
+    modules_file = folder / "modules.json"
+    if modules_file.is_file():
+        types = [str(m.get("type", "")) for m in json.loads(modules_file.read_text(encoding="utf-8"))]
+        if any(any(k in t for k in _SPARSE_MODULES) for t in types):
+            return
+        what = ", ".join(t.rsplit(".", 1)[-1] for t in types)
+    else:
+        config = folder / "config.json"
+        arch = (
+            json.loads(config.read_text(encoding="utf-8")).get("architectures") if config.is_file() else None
+        )
+        if not arch or any(a.endswith("ForMaskedLM") for a in arch):
+            return
+        what = ", ".join(arch)
+    raise ValueError(
+        f"{name!r} is not a sparse (SPLADE) model: its modules are {what}, with no masked-language-model "
+        "head to weight vocabulary terms; as a sparse encoder it would get a randomly initialised head. "
+        "Give a SPLADE model (e.g. splade-tiny), or use --kind dense for this one."
+    )
 
 
 def _is_mlm(model: Any) -> bool:

@@ -346,3 +346,13 @@ def test_splade_tiny_scifact_ndcg(data_dir, splade_path):
 
 #: Measured with this code (see benchmarks/reports/sparse.md); guards against regressions.
 EXPECTED_SCIFACT_NDCG10 = 0.6466
+
+
+def test_a_dense_model_is_refused_as_a_sparse_encoder():
+    # sentence-transformers would append a random SparseAutoEncoder head ('[unused799]' for "aspirin")
+    from distilir_index.sparse_encoder import SparseEncoder
+
+    with pytest.raises(
+        ValueError, match="not a sparse \\(SPLADE\\) model: its modules are Transformer, Pooling"
+    ):
+        SparseEncoder("all-MiniLM-L6-v2")
