@@ -140,6 +140,8 @@ def _make_index(args: argparse.Namespace) -> Any:
         settings.update(model=args.model, batch_size=args.batch_size)
         if args.kind == "dense":
             settings["factory"] = args.factory or "flat"
+        if args.kind == "sparse":
+            settings["query_side"] = args.query_side
     try:
         return make_index(args.kind, **settings)
     except TypeError as exc:  # a kind whose constructor takes other settings than a corpus build gives
@@ -224,6 +226,11 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.factory and args.kind != "dense":
         raise SystemExit("--factory applies to --kind dense only (a FAISS index factory string)")
+    if args.query_side != "model" and args.kind != "sparse":
+        raise SystemExit(
+            f"--query-side {args.query_side} applies to --kind sparse only (an inference-free sparse "
+            "index: documents by --model, queries by IDF)"
+        )
     if args.kind != "bm25" and args.model is None:
         raise SystemExit(
             f"--kind {args.kind} needs --model (a hub id, a local folder or a packaged name "
@@ -412,6 +419,7 @@ def _info(args: argparse.Namespace) -> int:
         "created": manifest.get("created"),
         "producer": manifest.get("producer"),
         "encoder": manifest.get("encoder"),
+        "query_encoder": manifest.get("query_encoder"),
         "settings": manifest.get("settings"),
         "corpus": manifest.get("corpus"),
         "files": files,
@@ -422,6 +430,8 @@ def _info(args: argparse.Namespace) -> int:
 
         retriever = Retriever.load(path)
         summary["loaded"] = {"class": type(retriever.index).__name__, "count": len(retriever)}
+        if "query_encoder" in retriever.describe():  # queries not encoded by the encoder (IDF): name it
+            summary["loaded"]["query_encoder"] = type(retriever.query_encoder).__name__
     json.dump(summary, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return 0
@@ -464,6 +474,8 @@ _BUILD_EXAMPLES = """examples:
   distilir-index build --corpus data/scifact/corpus.jsonl.gz --kind dense \\
       --model all-MiniLM-L6-v2 --factory hnsw --out indexes/scifact-dense
   distilir-index build --corpus cranfield --kind sparse --model splade-tiny --limit 200 --out /tmp/cran-sparse
+  distilir-index build --corpus scifact --kind sparse --model splade-tiny --query-side idf \\
+      --out indexes/scifact-sparse-idf     # inference-free: searching it loads no model
 
 --out must be new, empty, or an index of the same kind over the same corpus (rebuilt in place);
 anything else is refused unless --overwrite (which still never deletes files the index did not write).
@@ -535,6 +547,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--factory",
         help="--kind dense: flat, hnsw, ivfpq, sq8, or any FAISS factory string (default: flat)",
+    )
+    b.add_argument(
+        "--query-side",
+        choices=["model", "idf"],  # SparseIndex's query_side values
+        default="model",
+        help="--kind sparse: how text queries are encoded: model (by --model, like the documents) or idf "
+        "(inference-free: a query's distinct tokens weighted by IDF counted on the corpus and stored with "
+        "the index; searching and loading it need no model and no torch)",
     )
     b.add_argument("--batch-size", type=int, default=64, help="encoder batch size")
     b.add_argument("--chunk-size", type=int, default=2048, help="documents per add() call")
@@ -642,7 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser(
         "info",
         help="describe an index directory (manifest, files, sizes)",
-        description="Describe a saved index as JSON: kind, documents, encoder, settings, files and sizes.",
+        description="Describe a saved index as JSON: kind, documents, encoder, query encoder (an "
+        "inference-free sparse index's IDF query side; none where --model encodes queries too), settings, "
+        "files and sizes.",
         epilog=_INFO_EXAMPLES,
         formatter_class=_HelpFormatter,
     )
@@ -650,7 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument(
         "--load",
         action="store_true",
-        help="also load the index and count its documents (default: manifest only)",
+        help="also load the index and count its documents, and name its query encoder where that is "
+        "not the index's encoder (default: manifest only)",
     )
     i.set_defaults(func=_info)
     return parser

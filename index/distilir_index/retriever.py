@@ -14,7 +14,8 @@ Example::
 A ``Retriever`` adds to an index what callers outside this package need: checked arguments with
 errors that say what to do (an empty query, ``k`` out of range, a single string where a list of
 queries was meant), one-query and batch entry points, and a description of what is loaded (kind,
-document count, encoder, manifest) for logs, the REST service and adapters.
+document count, encoder, the query side where no model encodes queries, manifest) for logs, the REST
+service and adapters.
 """
 
 from __future__ import annotations
@@ -287,32 +288,61 @@ class Retriever:
     def __len__(self) -> int:
         return len(self.index)
 
+    def _idf_query_side(self) -> Any | None:
+        """The IDFQueryEncoder that encodes this index's text queries, or None: a SparseIndex searched
+        with ``query_side="idf"`` (distilir_index.idf_query) encodes them without its document model."""
+        if self.kind != "sparse":
+            return None
+        from distilir_index.sparse import SparseIndex  # already imported: the index is one
+
+        if isinstance(self.index, SparseIndex) and self.index.query_side == "idf":
+            return self.index.query_encoder
+        return None
+
     @property
     def query_encoder(self) -> Any | None:
-        """The index's query encoder (a DenseEncoder or SparseEncoder), or None (BM25, hybrid)."""
-        return self.index.encoder
+        """What encodes text queries: the index's encoder (a DenseEncoder or SparseEncoder), the
+        IDFQueryEncoder of an inference-free sparse index (``query_side="idf"``), or None (BM25, hybrid)."""
+        idf = self._idf_query_side()
+        return idf if idf is not None else self.index.encoder
 
     def encoder_description(self) -> dict[str, Any] | None:
-        """What the index records about its encoder (manifest first, else the live encoder)."""
+        """What the index records about its (document) encoder (manifest first, else the live encoder);
+        :meth:`query_encoder_description` says what encodes queries."""
         if self.manifest and self.manifest.get("encoder"):
             return dict(self.manifest["encoder"])
-        encoder = self.query_encoder
+        encoder = self.index.encoder
         return dict(encoder.describe()) if encoder is not None else None
 
+    def query_encoder_description(self) -> dict[str, Any] | None:
+        """What encodes text queries: for an inference-free sparse index its manifest's ``query_encoder``
+        entry (``kind: "idf"``; else the live IDFQueryEncoder's), for every other index the same as
+        :meth:`encoder_description` (its encoder encodes queries too)."""
+        idf = self._idf_query_side()
+        if idf is None:
+            return self.encoder_description()
+        recorded = (self.manifest or {}).get("query_encoder") or {}
+        return dict(recorded) if recorded.get("kind") == idf.kind else dict(idf.describe())
+
     def describe(self) -> dict[str, Any]:
-        """Kind, document count, encoder and a manifest summary (JSON-serialisable)."""
+        """Kind, document count, encoder and a manifest summary (JSON-serialisable). An index whose
+        queries are not encoded by ``encoder`` (inference-free sparse: IDF-weighted tokens) also has
+        ``query_encoder``, :meth:`query_encoder_description`."""
         manifest = self.manifest or {}
-        return {
+        described: dict[str, Any] = {
             "kind": self.kind,
             "count": len(self),
             "path": str(self.path) if self.path is not None else None,
             "encoder": self.encoder_description(),
-            "manifest": {
-                key: manifest.get(key)
-                for key in ("format", "generation", "created", "producer", "settings", "corpus", "components")
-                if key in manifest
-            },
         }
+        if self._idf_query_side() is not None:
+            described["query_encoder"] = self.query_encoder_description()
+        described["manifest"] = {
+            key: manifest.get(key)
+            for key in ("format", "generation", "created", "producer", "settings", "corpus", "components")
+            if key in manifest
+        }
+        return described
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "max_k": self.max_k, "path": str(self.path) if self.path else None}
