@@ -740,6 +740,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
+    from distilir_index.base import IndexError_ as IndexProblem
     from distilir_index.models import ModelNotAvailable
 
     parser = build_parser()
@@ -751,7 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"distilir: {_interrupted(args)}", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError, OSError, ModelNotAvailable) as exc:
+    except (ValueError, KeyError, FileNotFoundError, OSError, ModelNotAvailable, IndexProblem) as exc:
         # Domain errors carry their own explanation; show it without a traceback.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"distilir: error: {message}", file=sys.stderr)

@@ -103,6 +103,15 @@ def load_training_lists(
         qid = str(item["qid"])
         rel = [d for d, g in qrels.get(qid, {}).items() if g >= data.min_relevance]
         lists.append(TrainingList.from_mapping(item, positives=rel))
+    if 0 < len(lists) < len(queries):
+        import warnings
+
+        warnings.warn(
+            f"the store {data.teacher_store} holds lists for {len(lists)} of the {len(queries)} queries of "
+            f"{ds.name}/{data.split}: training on those only. If its scoring was interrupted, run the same "
+            "`distilir teach` command again to finish it first.",
+            stacklevel=2,
+        )
     info = {
         "dataset_description": _describe(ds),
         "candidates_file": data.candidates,

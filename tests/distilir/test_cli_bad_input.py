@@ -264,3 +264,65 @@ def test_training_on_another_dataset_than_the_store_names_both(env, capsys):
         load_training_lists(
             DataConfig(teacher_store=str(store), dataset="time", split="test", candidates=str(c2))
         )
+
+
+def test_train_query_encoder_on_a_missing_index_is_one_line(env, capsys):
+    cands = env / "c.jsonl"
+    assert (
+        main(["candidates", "--dataset", "time", "--split", "test", "--depth", "3", "--out", str(cands)]) == 0
+    )
+    store = env / "s"
+    assert (
+        main(
+            [
+                "teach",
+                "--dataset",
+                "time",
+                "--candidates",
+                str(cands),
+                "--teacher",
+                "bm25",
+                "--out",
+                str(store),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    argv = ["train-query-encoder", "--dataset", "time", "--split", "test", "--index", str(env / "no-index")]
+    assert main([*argv, "--teacher-store", str(store), "--out", str(env / "qs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("distilir: error:") and "does not exist" in err and "Traceback" not in err
+
+
+def test_training_on_a_partly_scored_store_warns(env, capsys):
+    from distilir.training.config import DataConfig
+    from distilir.training.lists import load_training_lists
+
+    cands = env / "c.jsonl"
+    assert (
+        main(["candidates", "--dataset", "time", "--split", "test", "--depth", "3", "--out", str(cands)]) == 0
+    )
+    lines = cands.read_text().splitlines()
+    first = sorted({ln.split()[0] for ln in lines})[:10]
+    cands.write_text("".join(ln + "\n" for ln in lines if ln.split()[0] in first))  # an interrupted scoring
+    store = env / "s"
+    assert (
+        main(
+            [
+                "teach",
+                "--dataset",
+                "time",
+                "--candidates",
+                str(cands),
+                "--teacher",
+                "bm25",
+                "--out",
+                str(store),
+            ]
+        )
+        == 0
+    )
+    with pytest.warns(UserWarning, match="holds lists for 10 of the 82 queries"):
+        lists, _, _ = load_training_lists(DataConfig(teacher_store=str(store), dataset="time", split="test"))
+    assert len(lists) == 10
