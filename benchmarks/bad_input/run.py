@@ -64,12 +64,20 @@ def _broken_line_7(data: Path, tmp: Path) -> None:
     (tmp / "corpus.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def _sigint_after(seconds: float, argv: list[str]) -> str:
-    """Python code that runs ``argv``, sends it SIGINT (Ctrl-C) after ``seconds`` and reports it."""
+def _sigint_after(when: float | str, argv: list[str]) -> str:
+    """Python code that runs ``argv`` and sends it SIGINT (Ctrl-C) after ``when`` seconds, or, with
+    ``when="first shard"``, as soon as the store's first batch is committed (so the case does not
+    depend on how fast this machine is)."""
+    wait = (
+        "while not glob.glob('store/shard-*.parquet') and p.poll() is None: time.sleep(0.05)\n"
+        if when == "first shard"
+        else f"time.sleep({when})\n"
+    )
     return (
-        "import signal, subprocess, sys, time\n"
+        "import glob, signal, subprocess, sys, time\n"
         f"p = subprocess.Popen({argv!r}, stderr=subprocess.PIPE, text=True)\n"
-        f"time.sleep({seconds}); p.send_signal(signal.SIGINT)\n"
+        + wait
+        + "p.send_signal(signal.SIGINT)\n"
         "sys.stderr.write(p.communicate()[1]); sys.exit(p.returncode)\n"
     )
 
@@ -273,11 +281,11 @@ CASES = [
         ),
     ),
     Case(
-        "Ctrl-C during teach (SIGINT after 30 s, bi-encoder teacher)",
+        "Ctrl-C during teach (SIGINT once the first batch is committed)",
         [
             [D, "candidates", "--dataset", "time", "--split", "test", "--depth", "20", "--out", "t.trec"],
             _sigint_after(
-                30,
+                "first shard",
                 [
                     D,
                     "teach",
@@ -382,7 +390,12 @@ def _command(step: list[str] | str) -> str:
         return " ".join([Path(step[0]).name, *step[1:]])
     if "Popen(" in step:
         argv = eval(step.split("Popen(", 1)[1].split(", stderr", 1)[0])  # our own literal, above
-        return "Ctrl-C after " + step.split("time.sleep(", 1)[1].split(")", 1)[0] + " s: " + _command(argv)
+        when = (
+            step.split("time.sleep(", 1)[1].split(")", 1)[0] + " s"
+            if "glob.glob" not in step
+            else "the first committed batch"
+        )
+        return f"Ctrl-C after {when}: {_command(argv)}"
     return "python: " + step
 
 
