@@ -27,7 +27,18 @@ __all__ = ["main"]
 def _dataset(args):
     from distilir.data import load_dataset
 
-    return load_dataset(args.dataset, data_dir=args.data_dir)
+    ds = load_dataset(args.dataset, data_dir=args.data_dir)
+    store = getattr(args, "queries", None)
+    if store and getattr(args, "command", None) in ("candidates", "teach"):
+        # a query store's queries (synthetic ones) added to the collection as split "synthetic"
+        from distilir.queries import QueryStore, as_dataset
+
+        qstore = QueryStore.open(store)
+        ds = as_dataset(ds, qstore.queries(), split=SYNTHETIC, qrels=qstore.pseudo_qrels())
+    return ds
+
+
+SYNTHETIC = "synthetic"  # the split name a --queries store's queries get
 
 
 def cmd_data_info(args) -> int:
@@ -194,6 +205,8 @@ def cmd_candidates(args) -> int:
     from distilir.candidates import SamplingConfig, retrieve, sample_candidates, write_candidates
     from distilir.conventions import conventions_for
 
+    if args.split is None:
+        args.split = SYNTHETIC if args.queries else "train"
     ds = _dataset(args)
     config = _first_stage_config(args)
     drop_self = conventions_for(ds.name).ignore_identical_ids
@@ -234,6 +247,7 @@ def cmd_candidates(args) -> int:
             "depth": args.depth,
             "sampling": sampling.as_dict() if sampling else None,
             "drop_self": drop_self,
+            "queries_store": str(args.queries) if args.queries else None,
         },
     )
     print(f"{len(run)} queries, {sum(len(v) for v in run.values())} candidates written to {args.out}")
@@ -547,8 +561,15 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--dataset", required=True, help=_DATASET_HELP)
     ca.add_argument(
         "--split",
-        default="train",
-        help="whose queries get candidates (candidates are for training; eval uses test)",
+        default=None,
+        help="whose queries get candidates (default: train — candidates are for training; eval uses test "
+        f"— or {SYNTHETIC!r} with --queries)",
+    )
+    ca.add_argument(
+        "--queries",
+        default=None,
+        metavar="STORE",
+        help=f"a query store (`distilir queries generate`): its queries join as split {SYNTHETIC!r}",
     )
     _add_retriever_flags(ca)
     ca.add_argument("--depth", type=int, default=100, help="candidates retrieved per query")
@@ -581,6 +602,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     te.add_argument("--dataset", required=True, help=_DATASET_HELP + "; the candidates' own")
     te.add_argument("--candidates", required=True, help="a candidates file from `distilir candidates`")
+    te.add_argument(
+        "--queries",
+        default=None,
+        metavar="STORE",
+        help="the query store the candidates were made for with `candidates --queries` (their texts)",
+    )
     te.add_argument(
         "--teacher",
         default=None,

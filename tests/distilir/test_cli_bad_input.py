@@ -326,3 +326,51 @@ def test_training_on_a_partly_scored_store_warns(env, capsys):
     with pytest.warns(UserWarning, match="holds lists for 10 of the 82 queries"):
         lists, _, _ = load_training_lists(DataConfig(teacher_store=str(store), dataset="time", split="test"))
     assert len(lists) == 10
+
+
+def test_synthetic_queries_get_candidates_and_teacher_scores_from_the_cli(env, capsys):
+    # a collection without training queries: its generated queries go through candidates and teach too
+    q = env / "q"
+    assert (
+        main(
+            [
+                "queries",
+                "generate",
+                "--dataset",
+                "time",
+                "--generator",
+                "crop?per_doc=1",
+                "--max-docs",
+                "20",
+                "--out",
+                str(q),
+            ]
+        )
+        == 0
+    )
+    cands = env / "c.trec"
+    assert (
+        main(["candidates", "--dataset", "time", "--queries", str(q), "--depth", "5", "--out", str(cands)])
+        == 0
+    )
+    assert "20 queries, 100 candidates" in capsys.readouterr().out
+    manifest = json.loads((env / "c.trec.manifest.json").read_text())
+    assert manifest["split"] == "synthetic" and manifest["queries_store"] == str(q)
+    store = env / "s"
+    argv = [
+        "teach",
+        "--dataset",
+        "time",
+        "--candidates",
+        str(cands),
+        "--teacher",
+        "bm25",
+        "--out",
+        str(store),
+    ]
+    assert main(argv) == 2  # without the query store their ids are unknown, said so
+    assert "not queries of time" in capsys.readouterr().err
+    assert main([*argv, "--queries", str(q)]) == 0
+    from distilir.teachers.store import TeacherStore
+
+    assert len(TeacherStore.open(store)) == 100
