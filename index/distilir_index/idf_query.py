@@ -237,14 +237,9 @@ class IDFQueryEncoder:
 
     def encode_queries(self, queries: Sequence[str], show_progress: bool = False) -> list[dict[str, float]]:
         """One ``{term: idf}`` dict per query, heaviest term first."""
-        matrix, vocab = self.encode_queries_csr(queries), self.vocabulary
-        out = []
-        for i in range(matrix.shape[0]):
-            lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
-            cols, vals = matrix.indices[lo:hi], matrix.data[lo:hi]
-            order = np.argsort(-vals, kind="stable")
-            out.append({vocab[int(cols[o])]: float(vals[o]) for o in order})
-        return out
+        from distilir_index.sparse_encoder import term_dicts  # torch-free: models load lazily
+
+        return term_dicts(self.encode_queries_csr(queries), self.vocabulary)
 
     # -- self-description and persistence -----------------------------------------------------------
     def tokenizer_json(self) -> str:

@@ -198,14 +198,7 @@ class SparseEncoder:
 
     def to_dicts(self, matrix: sp.csr_matrix) -> list[dict[str, float]]:
         """Rows of an encoded matrix as ``{term: weight}`` dicts, heaviest term first."""
-        vocab = self.vocabulary
-        out = []
-        for i in range(matrix.shape[0]):
-            lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
-            cols, vals = matrix.indices[lo:hi], matrix.data[lo:hi]
-            order = np.argsort(-vals, kind="stable")
-            out.append({vocab[int(cols[o])]: float(vals[o]) for o in order})
-        return out
+        return term_dicts(matrix, self.vocabulary)
 
     def encode_queries(self, queries: Sequence[str], show_progress: bool = False) -> list[dict[str, float]]:
         """One ``{term: weight}`` dict per query (non-zero weights only, heaviest first)."""
@@ -299,6 +292,18 @@ def _model_folder(model: Any) -> str | None:
     except Exception:  # noqa: BLE001 - no underlying transformers model; nothing to report
         return None
     return str(path) if path and os.path.isdir(path) else None
+
+
+def term_dicts(matrix: sp.csr_matrix, vocab: Sequence[str]) -> list[dict[str, float]]:
+    """Rows of a ``[texts, vocabulary]`` CSR matrix as ``{term: weight}`` dicts, heaviest term first
+    (ties in column order)."""
+    out = []
+    for i in range(matrix.shape[0]):
+        lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
+        cols, vals = matrix.indices[lo:hi], matrix.data[lo:hi]
+        order = np.argsort(-vals, kind="stable")
+        out.append({vocab[int(cols[o])]: float(vals[o]) for o in order})
+    return out
 
 
 _SPARSE_MODULES = ("Splade", "MLMTransformer", "SparseStaticEmbedding", "SparseAutoEncoder", "Router")

@@ -24,6 +24,34 @@ def _copy(data_dir, name, dest):
     return dest
 
 
+def _scored(env, depth=3):
+    """TIME's test queries, their BM25 top ``depth`` scored by the BM25 teacher, through the CLI."""
+    cands, store = env / "c.jsonl", env / "s"
+    assert (
+        main(
+            ["candidates", "--dataset", "time", "--split", "test", "--depth", str(depth), "--out", str(cands)]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "teach",
+                "--dataset",
+                "time",
+                "--candidates",
+                str(cands),
+                "--teacher",
+                "bm25",
+                "--out",
+                str(store),
+            ]
+        )
+        == 0
+    )
+    return cands, store
+
+
 def _no_queries(data_dir, tmp_path):
     folder = _copy(data_dir, "cranfield", tmp_path / "emptyq")
     (folder / "queries.jsonl.gz").unlink()
@@ -175,30 +203,11 @@ def test_a_store_used_with_another_collection_names_the_one_it_was_scored_on(env
     from distilir.data import load_dataset
     from distilir.teachers.store import TeacherStore
 
-    cands = env / "c.jsonl"
-    assert (
-        main(["candidates", "--dataset", "time", "--split", "test", "--depth", "3", "--out", str(cands)]) == 0
-    )
-    assert (
-        main(
-            [
-                "teach",
-                "--dataset",
-                "time",
-                "--candidates",
-                str(cands),
-                "--teacher",
-                "bm25",
-                "--out",
-                str(env / "s"),
-            ]
-        )
-        == 0
-    )
+    cands, store = _scored(env)
     other = load_dataset("cranfield")  # ids overlap with TIME's, texts do not
     queries = {q: v.text for q, v in other.queries(None).items()}
     docs = {d: doc.full_text for d, doc in other.corpus().items()}
-    store = TeacherStore.open(env / "s")
+    store = TeacherStore.open(store)
     with pytest.raises(ValueError, match="this store was scored on time"):
         list(store.iter_lists(queries, docs))
 
@@ -227,27 +236,7 @@ def test_training_on_another_dataset_than_the_store_names_both(env, capsys):
     from distilir.training.config import ConfigError, DataConfig
     from distilir.training.lists import load_training_lists
 
-    cands = env / "c.jsonl"
-    assert (
-        main(["candidates", "--dataset", "time", "--split", "test", "--depth", "3", "--out", str(cands)]) == 0
-    )
-    store = env / "s"
-    assert (
-        main(
-            [
-                "teach",
-                "--dataset",
-                "time",
-                "--candidates",
-                str(cands),
-                "--teacher",
-                "bm25",
-                "--out",
-                str(store),
-            ]
-        )
-        == 0
-    )
+    cands, store = _scored(env)
     with pytest.raises(ConfigError, match="was scored on time") as err:
         load_training_lists(DataConfig(teacher_store=str(store), dataset="cranfield", split="test"))
     assert "data.dataset: time" in str(err.value)
@@ -267,27 +256,7 @@ def test_training_on_another_dataset_than_the_store_names_both(env, capsys):
 
 
 def test_train_query_encoder_on_a_missing_index_is_one_line(env, capsys):
-    cands = env / "c.jsonl"
-    assert (
-        main(["candidates", "--dataset", "time", "--split", "test", "--depth", "3", "--out", str(cands)]) == 0
-    )
-    store = env / "s"
-    assert (
-        main(
-            [
-                "teach",
-                "--dataset",
-                "time",
-                "--candidates",
-                str(cands),
-                "--teacher",
-                "bm25",
-                "--out",
-                str(store),
-            ]
-        )
-        == 0
-    )
+    cands, store = _scored(env)
     capsys.readouterr()
     argv = ["train-query-encoder", "--dataset", "time", "--split", "test", "--index", str(env / "no-index")]
     assert main([*argv, "--teacher-store", str(store), "--out", str(env / "qs")]) == 2
