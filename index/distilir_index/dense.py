@@ -38,6 +38,7 @@ returns fewer than ``min(k, documents that pass)`` hits, that query is redone by
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import shutil
@@ -234,6 +235,7 @@ class DenseIndex(BaseIndex):
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
         self.nlist, self.pq_m, self.pq_nbits, self.nprobe = nlist, pq_m, pq_nbits, nprobe
         self.ivf_shape: dict[str, int] | None = None  # resolved IVF-PQ shape after training
+        self.trained_by: dict[str, Any] | None = None  # a quantiser not trained by FAISS (with_quantizer)
         self.rescore_factor = rescore_factor
         self.exact_filter_threshold = exact_filter_threshold
         self.store_text = bool(store_text)
@@ -403,6 +405,7 @@ class DenseIndex(BaseIndex):
             {
                 "factory": self.factory,
                 "ivf_shape": self.ivf_shape,
+                **({"trained_by": self.trained_by} if self.trained_by is not None else {}),
                 "metric": "inner_product",
                 "keep_vectors": self._keep_vectors,
                 "positions": self._docs.n_positions,
@@ -477,15 +480,23 @@ class DenseIndex(BaseIndex):
                 return
             live = np.flatnonzero(self._docs.live).astype(np.int64)
             x = self._vectors_at(live) if len(live) else np.zeros((0, self.dimension), np.float32)
+            template = None
+            if self.trained_by is not None and self._faiss_index is not None:
+                # a learned quantiser (with_quantizer) is kept: FAISS's k-means would undo it
+                self._own()
+                template = _faiss().clone_index(self._faiss_index)
+                template.reset()
             self._docs.compact()
             if self._vectors is not None:
                 self._vectors = _VectorStore(self.dimension, np.ascontiguousarray(x))
             self._faiss_index, self._ghosts, self._removable, self._mmapped = None, 0, None, False
             self._pending_from = 0
-            if self.index_type == "ivfpq":
+            if self.index_type == "ivfpq" and template is None:
                 self.factory = None
             self._sel_cache = None
-            if self.index_type != "ivfpq":
+            if template is not None:
+                self._faiss_index = template
+            elif self.index_type != "ivfpq":
                 probe = _faiss().index_factory(self.dimension, self.factory, _faiss().METRIC_INNER_PRODUCT)
                 if probe.is_trained:
                     self._faiss_index = self._wrap(probe)
@@ -494,6 +505,68 @@ class DenseIndex(BaseIndex):
                 self._pending_from = len(x)
             else:
                 self._materialize()
+
+    def with_quantizer(
+        self,
+        trained: Any,
+        *,
+        trained_by: Mapping[str, Any] | None = None,
+        nprobe: int | None = None,
+        rescore_factor: int = 0,
+    ) -> DenseIndex:
+        """A new IVF-PQ index of this index's documents (ids, texts, metadata, float vectors, encoder)
+        encoded with ``trained``: a trained, empty ``faiss.IndexIVFPQ`` of inner-product metric, e.g.
+        one learned by :func:`distilir_index.distill_vq.distill_ivfpq` instead of FAISS's k-means.
+
+        FAISS encodes the vectors with it and searches it as any IVF-PQ index; ``trained_by`` (what
+        produced the quantiser, with its settings) is recorded in the manifest, and ``compact()``
+        keeps the quantiser instead of retraining it. This index is left unchanged."""
+        faiss = _faiss()
+        core = faiss.downcast_index(trained) if trained is not None else None
+        if not isinstance(core, faiss.IndexIVFPQ):
+            raise TypeError(f"trained must be a faiss.IndexIVFPQ, got {type(trained).__name__}")
+        problems = []
+        if core.metric_type != faiss.METRIC_INNER_PRODUCT:
+            problems.append("its metric is not inner product (this index scores <q, d>)")
+        if not core.is_trained:
+            problems.append("it is not trained")
+        if core.ntotal:
+            problems.append(f"it already holds {core.ntotal} vectors (an empty quantiser is expected)")
+        if self.dimension is not None and core.d != self.dimension:
+            problems.append(f"it is {core.d}-d, this index holds {self.dimension}-d vectors")
+        if not core.by_residual:
+            problems.append("it does not encode residuals (by_residual=False)")
+        if problems:
+            raise ValueError("cannot use this quantiser: " + "; ".join(problems))
+        with self._lock:
+            self._materialize()
+            live = np.flatnonzero(self._docs.live).astype(np.int64)
+            x = self._vectors_at(live) if len(live) else np.zeros((0, core.d), np.float32)
+            out = DenseIndex(
+                self.encoder,
+                index="ivfpq",
+                dimension=None if self.encoder is not None else core.d,
+                nlist=int(core.nlist),
+                pq_m=int(core.pq.M),
+                pq_nbits=int(core.pq.nbits),
+                nprobe=nprobe if nprobe is not None else self.nprobe,
+                rescore_factor=rescore_factor,
+                exact_filter_threshold=self.exact_filter_threshold,
+                store_text=self.store_text,
+                show_progress=self.show_progress,
+            )
+            if out.dimension is None:
+                out._init_dimension(core.d)
+            out._docs = copy.deepcopy(self._docs)
+            out._docs.compact()
+            out._vectors = _VectorStore(core.d, np.ascontiguousarray(x, dtype=np.float32))
+        out.ivf_shape = {"nlist": out.nlist, "pq_m": out.pq_m, "pq_nbits": out.pq_nbits}  # type: ignore[dict-item]
+        out.factory = f"IVF{out.nlist},PQ{out.pq_m}x{out.pq_nbits}np"
+        out.trained_by = dict(trained_by) if trained_by is not None else {"method": "given"}
+        out._faiss_index = faiss.clone_index(core)
+        out._pending_from = 0
+        out._materialize()
+        return out
 
     # -- search ------------------------------------------------------------------------------------
     def _check_matrix(self, x: Any, name: str, rows: int | None = None) -> np.ndarray:
@@ -775,6 +848,7 @@ class DenseIndex(BaseIndex):
         n = index._docs.n_positions
         index.factory = settings.get("factory")
         index.ivf_shape = settings.get("ivf_shape")
+        index.trained_by = settings.get("trained_by")
         if index.dimension is None and settings.get("dimension") is not None:
             index._init_dimension(int(settings["dimension"]))
         if "vectors" in files:
