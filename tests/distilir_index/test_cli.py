@@ -313,7 +313,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def test_every_flag_of_every_subcommand_has_help_with_its_default():
     parser = build_parser()
     subparsers = _subparsers(parser)
-    assert sorted(subparsers) == ["build", "info", "serve"]
+    assert sorted(subparsers) == ["build", "distill-pq", "info", "serve"]
     for name, sub in subparsers.items():
         formatter = sub._get_formatter()
         for action in sub._actions:
@@ -324,7 +324,7 @@ def test_every_flag_of_every_subcommand_has_help_with_its_default():
                 assert "default" in text, f"{where}: its help does not say its default: {text!r}"
 
 
-@pytest.mark.parametrize("command", ["build", "serve", "info"])
+@pytest.mark.parametrize("command", ["build", "serve", "info", "distill-pq"])
 def test_each_subcommand_help_has_an_example(capsys, command):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
