@@ -772,11 +772,17 @@ def build_parser() -> argparse.ArgumentParser:
         "'text' "
         "field (a BEIR queries file); a dev share is held out (default: none; then --doc-queries is needed)",
     )
-    d.add_argument("--doc-queries", type=int, default=0, help="also use N documents as pseudo-queries (default: 0, none)")
+    d.add_argument(
+        "--doc-queries", type=int, default=0, help="also use N documents as pseudo-queries (default: 0, none)"
+    )
     d.add_argument(
         "--out", required=True, help="the folder to write the IVF-PQ index into (new or empty) (required)"
     )
-    d.add_argument("--overwrite", action="store_true", help="replace an index already in --out (default: refuse a non-empty --out)")
+    d.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an index already in --out (default: refuse a non-empty --out)",
+    )
     d.add_argument(
         "--nlist", type=int, default=None, help="IVF lists (default: DenseIndex's choice for the corpus size)"
     )
@@ -796,7 +802,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--dev-fraction", type=float, default=0.2, help="share of the queries held out to choose the epoch"
     )
-    d.add_argument("--seed", type=int, default=0, help="seed of k-means, the dev split and the negatives (default: 0)")
+    d.add_argument(
+        "--seed", type=int, default=0, help="seed of k-means, the dev split and the negatives (default: 0)"
+    )
     d.add_argument("--quiet", action="store_true", help="no per-epoch lines (default: show them)")
     d.set_defaults(func=_distill_pq)
 
