@@ -18,6 +18,10 @@ Index types (``index=``), or any FAISS factory string (inner-product metric)::
                                             rescored exactly with the float vectors kept in
                                             vectors.npy (memory-mapped with load(mmap=True))
 
+An IVF-PQ quantiser trained elsewhere -- e.g. by distillation from this index's own float vectors
+(:mod:`distilir_index.distill_vq`, ``distilir-index distill-pq``) -- goes under a copy of an index with
+:meth:`DenseIndex.with_quantizer`; FAISS encodes and searches with it as with its own.
+
 Written rescoring by hand rather than FAISS's ``IndexRefineFlat``: that one keeps the float vectors
 in RAM inside the FAISS file, while here they are a plain ``.npy`` that can stay on disk.
 
