@@ -388,6 +388,46 @@ def cmd_queries_info(args) -> int:
     return 0
 
 
+def cmd_audit_poison(args) -> int:
+    from distilir_index.io import atomic_write
+
+    from distilir.audit import AttackConfig, DefenceConfig, poison_audit
+    from distilir.data import load_dataset
+
+    ds = _dataset(args)
+    clean = [load_dataset(name, data_dir=args.data_dir) for name in args.clean or []]
+    say = None if args.quiet else (lambda line: print(f"audit: {line}", file=sys.stderr, flush=True))
+    report = poison_audit(
+        ds,
+        args.model,
+        attack=AttackConfig(length=args.length, steps=args.steps, candidates=args.candidates, seed=args.seed),
+        defence=DefenceConfig(k=args.k, threshold=args.threshold),
+        topics=args.topics,
+        clean=clean,
+        progress=say,
+    )
+    if not report["topics"]:
+        raise ValueError(f"{ds.name}: no query topic with 4 or more queries to attack; nothing was measured")
+    if args.out:
+        with atomic_write(args.out) as f:
+            json.dump(report, f, indent=1)
+    summary = {
+        k: report[k]
+        for k in (
+            "dataset",
+            "model",
+            "attack_top10_rate",
+            "naive_top10_rate",
+            "detection_rate",
+            "false_positive_rate",
+            "false_positives",
+        )
+    }
+    summary["clean"] = [{k: r[k] for k in ("dataset", "false_positive_rate")} for r in report["clean"]]
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_train_query_encoder(args) -> int:
     from distilir.conventions import conventions_for
     from distilir.queries import QueryStore
@@ -703,6 +743,38 @@ def build_parser() -> argparse.ArgumentParser:
     tq.add_argument("--out", required=True, help="run folder (resumed when it exists)")
     tq.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     tq.set_defaults(func=cmd_train_query_encoder)
+
+    au = _sub(
+        sub, "audit", "audits of a served retriever", "distilir audit poison --dataset scifact"
+    ).add_subparsers(dest="audit_command", required=True)
+    ap = _sub(
+        au,
+        "poison",
+        "corpus poisoning: craft adversarial passages against the model, measure how often they reach the "
+        "top 10 of held-out queries of their topic, and how many the defence flags",
+        "distilir audit poison --dataset scifact --model all-MiniLM-L6-v2 --clean arguana --out poison.json",
+        description="Corpus-poisoning audit of a dense retriever (distilir.audit.poison): HotFlip passages "
+        "crafted on the model's own weights for the largest query topics, their top-10 rate on held-out "
+        "queries of each topic (a naive passage of the target queries' texts beside them), and the "
+        "defence's detection rate and false positives on this corpus and on --clean corpora.",
+    )
+    ap.add_argument("--dataset", required=True, help=_DATASET_HELP)
+    ap.add_argument("--model", default="all-MiniLM-L6-v2", help="the served dense model (name or folder)")
+    ap.add_argument("--topics", type=int, default=5, help="query topics attacked (the largest clusters)")
+    ap.add_argument("--length", type=int, default=32, help="tokens per adversarial passage")
+    ap.add_argument("--steps", type=int, default=120, help="HotFlip steps per passage")
+    ap.add_argument("--candidates", type=int, default=48, help="substitutions scored exactly per step")
+    ap.add_argument("--k", type=int, default=10, help="defence: nearest reference queries averaged")
+    ap.add_argument("--threshold", type=float, default=6.0, help="defence: robust z-score that flags")
+    ap.add_argument(
+        "--clean", action="append", help="a clean collection to measure false positives on (repeatable)"
+    )
+    ap.add_argument("--seed", type=int, default=0, help="seed of the topics, the splits and the attack")
+    ap.add_argument(
+        "--out", default=None, help="write the full report as JSON (default: print the summary only)"
+    )
+    ap.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress lines")
+    ap.set_defaults(func=cmd_audit_poison)
 
     de = _sub(
         sub, "demo", "the main job end to end on the embedded default (scifact)", "distilir demo --quick"

@@ -1,0 +1,85 @@
+"""Poisoning audit (distilir.audit.poison): the HotFlip attack raises a passage's rank on a real (tiny)
+model, its differentiable encoder is the served encoder, and the defence's scores match their
+definition computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from distilir.audit import AttackConfig, DefenceConfig, craft_passage, flag_documents
+from distilir.audit.poison import _Encoder
+
+DOCS = [
+    "Aspirin lowers the risk of heart attacks in adults over fifty.",
+    "The stock market fell sharply on Monday.",
+    "Vaccines train the immune system to recognise a virus.",
+    "Football is played by two teams of eleven players.",
+    "Insulin regulates blood sugar in people with diabetes.",
+    "The recipe needs two eggs and a cup of flour.",
+    "Antibiotics do not work against viral infections.",
+    "Mount Everest is the highest mountain on Earth.",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.set_num_threads(1)
+    return _Encoder("paraphrase-MiniLM-L3-v2")
+
+
+def test_the_attack_encoder_is_the_served_encoder(encoder):
+    body = encoder.allowed[
+        torch.randperm(len(encoder.allowed), generator=torch.Generator().manual_seed(0))[:16]
+    ]
+    text = encoder.tokenizer.decode(body.tolist())
+    with torch.no_grad():
+        by_ids = encoder.embed_ids(body[None]).numpy()[0]
+    assert float(by_ids @ encoder.encode_texts([text])[0]) > 0.9999
+    assert encoder.tokenizer(text, add_special_tokens=False)["input_ids"] == body.tolist()  # round trip
+
+
+def test_the_attack_raises_a_passage_to_the_top_of_its_target_query(encoder):
+    query = "does aspirin prevent heart attacks?"
+    passage = craft_passage(encoder, [query], AttackConfig(length=12, steps=25, candidates=32, seed=0))
+    vectors = encoder.encode_texts([*DOCS, passage.text])
+    scores = vectors @ encoder.encode_texts([query])[0]
+    rank = int((scores[:-1] > scores[-1]).sum())  # documents above the passage
+    assert passage.history == sorted(passage.history) and len(passage.history) >= 5
+    assert passage.history[0] < 0.4 and passage.similarity > 0.6
+    assert rank <= 1, (rank, scores.round(3))  # above every unrelated document (7 of 8)
+    # the passage was not simply copied from the corpus
+    assert passage.text not in DOCS
+
+
+def test_attack_settings_are_checked():
+    with pytest.raises(ValueError, match="AttackConfig.steps must be a positive int"):
+        AttackConfig(steps=0)
+    with pytest.raises(ValueError, match="at least one target query"):
+        craft_passage("paraphrase-MiniLM-L3-v2", [])
+
+
+def test_the_defence_scores_are_robust_z_scores_of_their_definition():
+    rs = np.random.RandomState(0)
+    docs = rs.randn(300, 64).astype(np.float32)
+    queries = (0.5 * rs.randn(50, 64) + 3 * np.eye(64)[0]).astype(np.float32)  # queries share a direction
+    planted = queries.mean(0, keepdims=True)  # a passage at the queries' mean: close to all of them
+    x = np.concatenate([docs, planted])
+    out = flag_documents(x, queries, DefenceConfig(k=5, threshold=4.0))
+
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    knn = np.sort(xn @ qn.T, axis=1)[:, -5:].mean(1)
+    mad = np.median(np.abs(knn - np.median(knn))) * 1.4826
+    np.testing.assert_allclose(out["knn_z"], (knn - np.median(knn)) / mad, rtol=1e-4, atol=1e-4)
+    direction = qn.mean(0) / np.linalg.norm(qn.mean(0))
+    cen = xn @ direction
+    cen_mad = np.median(np.abs(cen - np.median(cen))) * 1.4826
+    np.testing.assert_allclose(out["centroid_z"], (cen - np.median(cen)) / cen_mad, rtol=1e-4, atol=1e-4)
+    assert out["flagged"][-1] and out["flagged"][:-1].sum() == 0, (out["knn_z"][-1], out["knn_z"][:-1].max())
+
+
+def test_the_defence_refuses_mismatched_inputs():
+    with pytest.raises(ValueError, match=r"expected \[n, d\] documents and \[m, d\] queries"):
+        flag_documents(np.zeros((3, 4)), np.zeros((2, 5)))
