@@ -217,6 +217,8 @@ def markdown(report: dict[str, Any]) -> str:
         if "nDCG@10 np16" in f:
             cols += ["nDCG@10 np16", "nDCG@10 np64"]
         shape = res["shape"]
+        if res.get("from"):
+            lines += [f"(This part: from `{res['from']}`.)", ""]
         lines += [
             f"## {res['name']}: `IVF{shape['nlist']},PQ{shape['pq_m']}x{shape['pq_nbits']}` "
             f"({res['bytes_per_vector']:g} bytes a vector), queries {res['queries']}",
@@ -266,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic-n", type=int, default=0, help="also run the synthetic set (0: skip)")
     parser.add_argument("--synthetic-train", type=int, default=20_000)
     parser.add_argument("--synthetic-epochs", type=int, default=4)
+    parser.add_argument(
+        "--scifact-from",
+        type=Path,
+        help="reuse the scifact part of a finished report (its JSON) and run the synthetic part only",
+    )
     parser.add_argument("--out", type=Path, default=REPORTS)
     args = parser.parse_args(argv)
     import faiss
@@ -274,7 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     started = time.time()
-    results = [run_scifact(args)]
+    if args.scifact_from:
+        earlier = json.loads(args.scifact_from.read_text())
+        results = [r for r in earlier["results"] if r["name"] == "scifact"]
+        results[0]["from"] = f"{earlier['command']} at {earlier['generated']}"
+    else:
+        results = [run_scifact(args)]
     if args.synthetic_n:
         sc = results[0]
         results.append(run_synthetic(args, sc["runs"][sc["chosen"]]["setting"]))
@@ -282,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "command": "python -m benchmarks.distill_vq.run"
         + (f" --synthetic-n {args.synthetic_n}" if args.synthetic_n else "")
+        + (" --scifact-from PREVIOUS.json" if args.scifact_from else "")
         + f" --threads {args.threads}",
         "machine": f"{os.cpu_count()} CPUs, FAISS {faiss.__version__}, torch {torch.__version__}, "
         f"{args.threads} thread(s), {round(time.time() - started)} s in all",

@@ -42,6 +42,10 @@ __all__ = [
 ]
 
 
+#: thresholds the audit reports detection and false positives at, beside the configured one
+THRESHOLDS = (3.0, 4.0, 5.0, 6.0, 8.0)
+
+
 @dataclass(frozen=True)
 class AttackConfig:
     """Settings of :func:`craft_passage`."""
@@ -297,6 +301,14 @@ def poison_audit(
     flags = flag_documents(poisoned, ref_v, defence)
     detected = flags["flagged"][len(x) :]
     false_pos = flags["flagged"][: len(x)]
+    worst = np.maximum(flags["knn_z"], flags["centroid_z"])
+    sweep = {
+        str(t): {
+            "detection_rate": float((worst[len(x) :] > t).mean()) if crafted else math.nan,
+            "false_positive_rate": float((worst[: len(x)] > t).mean()),
+        }
+        for t in THRESHOLDS
+    }
     clean_rows = []
     for other in clean:
         other_docs = list(other.iter_corpus())
@@ -304,6 +316,9 @@ def poison_audit(
         other_index.add([d.id for d in other_docs], [d.full_text for d in other_docs])
         other_q = [q.text for q in other.queries().values()]
         f = flag_documents(other_index.vectors(), enc.encode_texts(other_q), defence)
+        other_worst = np.maximum(f["knn_z"], f["centroid_z"])
+        for t in THRESHOLDS:
+            sweep[str(t)][f"false_positive_rate {other.name}"] = float((other_worst > t).mean())
         clean_rows.append(
             {
                 "dataset": other.name,
@@ -330,4 +345,5 @@ def poison_audit(
             "centroid_z": [round(float(v), 2) for v in flags["centroid_z"][len(x) :]],
         },
         "clean": clean_rows,
+        "threshold_sweep": sweep,
     }

@@ -577,8 +577,7 @@ DISTILIR_INDEXES, --query-encoder: DISTILIR_INDEX_MODELS, JSON objects; distilir
 """
 
 _DISTILL_EXAMPLES = """examples:
-  distilir-index distill-pq --index indexes/scifact-dense --queries ../shared/data/scifact/queries.jsonl.gz \\
-      --out indexes/scifact-dvq
+  distilir-index distill-pq --index indexes/scifact-dense --queries query-log.txt --out indexes/scifact-dvq
   distilir-index distill-pq --index indexes/cacm-dense --doc-queries 3000 --out indexes/cacm-dvq --epochs 4
 
 The output is a dense IVF-PQ index (load, search and serve it like any other); its manifest's
