@@ -268,11 +268,18 @@ def poison_audit(
     x = index.vectors()
     enc = _Encoder(model)
 
-    texts: list[str] = []
-    for split in attacked_splits:
-        texts += [q.text for q in dataset.queries(split).values()]
+    splits = dataset.splits()
+    texts = list(
+        dict.fromkeys(q.text for s in attacked_splits if s in splits for q in dataset.queries(s).values())
+    )
+    if len(texts) < 8:
+        raise ValueError(
+            f"{dataset.name}: {len(texts)} queries in the splits {list(attacked_splits)} (it has {splits}); "
+            "the audit needs at least 8 to form a topic to attack and held-out queries to measure on"
+        )
     qv = enc.encode_texts(texts)
-    labels = query_topics(qv, n_clusters, seed=attack.seed)
+    labels = query_topics(qv, max(1, min(n_clusters, len(texts) // 8)), seed=attack.seed)
+    n_clusters = int(labels.max()) + 1
     sizes = np.bincount(labels, minlength=n_clusters)
     chosen = [int(t) for t in np.argsort(-sizes, kind="stable")[:topics] if sizes[t] >= 4]
     rng = np.random.default_rng(attack.seed)
@@ -295,7 +302,12 @@ def poison_audit(
         crafted.append(passage.text)
         say(f"topic {t}: attack top-10 rate {row['attack_top10']:.2f}, naive {row['naive_top10']:.2f}")
 
-    reference = [q.text for q in dataset.queries(reference_split).values() if q.text not in held_out_all]
+    pool = dataset.queries(reference_split) if reference_split in splits else dataset.queries()
+    reference = [q.text for q in pool.values() if q.text not in held_out_all]
+    if not reference:
+        raise ValueError(
+            f"{dataset.name}: no reference queries left for the defence once held-out ones are removed"
+        )
     ref_v = enc.encode_texts(reference)
     poisoned = np.concatenate([x, enc.encode_texts(crafted)]) if crafted else x
     flags = flag_documents(poisoned, ref_v, defence)

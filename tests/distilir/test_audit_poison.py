@@ -83,3 +83,64 @@ def test_the_defence_scores_are_robust_z_scores_of_their_definition():
 def test_the_defence_refuses_mismatched_inputs():
     with pytest.raises(ValueError, match=r"expected \[n, d\] documents and \[m, d\] queries"):
         flag_documents(np.zeros((3, 4)), np.zeros((2, 5)))
+
+
+def _tiny_collection(root, n_queries: int):
+    import json as _json
+
+    root.mkdir(parents=True)
+    topics = ["aspirin heart", "vaccine virus", "insulin diabetes", "football players"]
+    with open(root / "corpus.jsonl", "w") as f:
+        for i in range(24):
+            f.write(
+                _json.dumps({"_id": f"d{i}", "title": "", "text": f"{topics[i % 4]} study number {i}"}) + "\n"
+            )
+    with open(root / "queries.jsonl", "w") as f:
+        for i in range(n_queries):
+            f.write(_json.dumps({"_id": f"q{i}", "text": f"what about {topics[i % 4]} {i}?"}) + "\n")
+    (root / "qrels").mkdir()
+    lines = ["query-id\tcorpus-id\tscore"] + [f"q{i}\td{i % 24}\t1" for i in range(n_queries)]
+    (root / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_cli_audit_poison_end_to_end_and_its_bad_input(tmp_path, capsys):
+    import json as _json
+
+    from distilir.cli import main
+
+    folder = _tiny_collection(tmp_path / "tiny", 16)
+    out = tmp_path / "poison.json"
+    argv = ["--quiet", "audit", "poison", "--dataset", str(folder), "--model", "paraphrase-MiniLM-L3-v2"]
+    assert main([*argv, "--topics", "1", "--steps", "3", "--length", "8", "--out", str(out)]) == 0
+    summary = _json.loads(capsys.readouterr().out)
+    report = _json.loads(out.read_text())
+    assert summary["attack_top10_rate"] == report["attack_top10_rate"]
+    assert len(report["topics"]) == 1 and report["topics"][0]["held_out"] >= 1
+    assert 0.0 <= report["detection_rate"] <= 1.0 and set(report["threshold_sweep"]) == {
+        "3.0",
+        "4.0",
+        "5.0",
+        "6.0",
+        "8.0",
+    }
+
+    few = _tiny_collection(tmp_path / "few", 3)
+    assert (
+        main(
+            [
+                "audit",
+                "poison",
+                "--dataset",
+                str(few),
+                "--model",
+                "paraphrase-MiniLM-L3-v2",
+                "--out",
+                str(tmp_path / "x.json"),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "3 queries" in err and "at least 8" in err
+    assert not (tmp_path / "x.json").exists()
