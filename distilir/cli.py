@@ -401,7 +401,7 @@ def cmd_audit_poison(args) -> int:
         ds,
         args.model,
         attack=AttackConfig(length=args.length, steps=args.steps, candidates=args.candidates, seed=args.seed),
-        defence=DefenceConfig(k=args.k, threshold=args.threshold),
+        defence=DefenceConfig(k=args.k, hub_ratio=args.hub_ratio, centroid_z=args.centroid_z),
         topics=args.topics,
         clean=clean,
         progress=say,
@@ -764,8 +764,19 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--length", type=int, default=32, help="tokens per adversarial passage")
     ap.add_argument("--steps", type=int, default=120, help="HotFlip steps per passage")
     ap.add_argument("--candidates", type=int, default=48, help="substitutions scored exactly per step")
-    ap.add_argument("--k", type=int, default=10, help="defence: nearest reference queries averaged")
-    ap.add_argument("--threshold", type=float, default=6.0, help="defence: robust z-score that flags")
+    ap.add_argument("--k", type=int, default=10, help="defence: a document occurs for a query in its top k")
+    ap.add_argument(
+        "--hub-ratio",
+        type=float,
+        default=10.0,
+        help="defence: flag occurrence above this multiple of the mean",
+    )
+    ap.add_argument(
+        "--centroid-z",
+        type=float,
+        default=6.0,
+        help="defence: flag a robust z of the cosine to the mean query above this",
+    )
     ap.add_argument(
         "--clean", action="append", help="a clean collection to measure false positives on (repeatable)"
     )

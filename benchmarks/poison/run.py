@@ -8,7 +8,9 @@ over the 1,109 train + test queries), each topic's queries split in half -- targ
 the share of held-out queries whose top 10 holds the passage, a naive passage (the target queries'
 texts joined) beside it, then the defence on scifact with the crafted passages added (reference:
 scifact's train queries minus the held-out ones) and on clean cacm and arguana with their own
-queries. Writes benchmarks/reports/poison.md and poison.json.
+queries. Seed 1 by default: the first audit run (seed 0) was looked at while the defence was
+reworked, so these topics, splits and passages are fresh for it. Writes benchmarks/reports/poison.md
+and poison.json.
 """
 
 from __future__ import annotations
@@ -51,14 +53,23 @@ def markdown(report: dict[str, Any], meta: dict[str, Any]) -> str:
         f"{report['naive_top10_rate']:.3f}** (GASLITE reports 61–100% with its much longer optimisation "
         "on GPUs).",
         "",
-        f"Defence (`distilir.audit.flag_documents`, k={d['k']}, threshold {d['threshold']}): "
-        f"{report['reference_queries']} reference queries. Detection of the crafted passages "
-        f"{report['detection_rate']:.2f}; false positives on scifact's real documents "
-        f"{report['false_positives']} ({report['false_positive_rate']:.4%}). Crafted passages' robust z "
-        f"(k-NN of queries / query centroid): {report['crafted_scores']['knn_z']} / "
-        f"{report['crafted_scores']['centroid_z']}.",
+        f"Defence (`distilir.audit.flag_documents`, k={d['k']}, hub ratio {d['hub_ratio']}, centroid z "
+        f"{d['centroid_z']}): {report['reference_queries']} reference queries (scifact train, the "
+        f"held-out ones removed). Detection of the crafted passages {report['detection_rate']:.2f}; false "
+        f"positives on scifact's real documents {report['false_positives']} "
+        f"({report['false_positive_rate']:.4%}). Crafted "
+        f"passages: occurrence {report['crafted_scores']['occurrence']}, hub ratio "
+        f"{report['crafted_scores']['hub_ratio']}, centroid z {report['crafted_scores']['centroid_z']}; the "
+        f"real documents' largest: hub ratio {report['real_documents']['max_hub_ratio']}, centroid z "
+        f"{report['real_documents']['max_centroid_z']}. Clean corpora: "
+        + ", ".join(
+            f"{c['dataset']} ({c['documents']} documents, {c['queries']} queries, largest hub ratio "
+            f"{c['max_hub_ratio']})"
+            for c in report["clean"]
+        )
+        + ".",
         "",
-        "| threshold | detection (crafted) | false positives scifact | "
+        "| hub-ratio threshold | detection (crafted) | false positives scifact | "
         + " | ".join(f"false positives {c['dataset']} (clean)" for c in report["clean"])
         + " |",
         "|---:|---:|---:|" + "---:|" * len(report["clean"]),
@@ -69,8 +80,11 @@ def markdown(report: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append(f"| {t} | {row['detection_rate']:.2f} | {row['false_positive_rate']:.4%} | {clean} |")
     lines += [
         "",
-        "The configured threshold was set before this run; the sweep shows the trade-off and selects "
-        "nothing.",
+        "The sweep shows the trade-off; it selects nothing. The defence's statistic and its default "
+        "threshold were chosen after the first audit run (mean cosine to the 10 nearest reference queries, "
+        "robust z > 6: detection 0.00, 0.20 at z > 3 with 0.25 % false positives; "
+        "/work/runs/poison/poison_run1_knn_defence.md), which looked at these same crafted passages: "
+        "the detection figures are therefore not a held-out measurement of the threshold.",
         "",
     ]
     return "\n".join(lines)
@@ -85,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=int, default=32)
     parser.add_argument("--candidates", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="seed of the topics, splits and attacks")
     parser.add_argument("--out", type=Path, default=REPORTS)
     args = parser.parse_args(argv)
     import torch
@@ -97,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     report = poison_audit(
         load_dataset("scifact"),
         "all-MiniLM-L6-v2",
-        attack=AttackConfig(length=args.length, steps=args.steps, candidates=args.candidates),
+        attack=AttackConfig(length=args.length, steps=args.steps, candidates=args.candidates, seed=args.seed),
         topics=args.topics,
         clean=[load_dataset("cacm"), load_dataset("arguana")],
         progress=lambda line: print(line, flush=True),
@@ -105,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "command": f"python -m benchmarks.poison.run --topics {args.topics} --steps {args.steps} "
-        f"--threads {args.threads}",
+        f"--seed {args.seed} --threads {args.threads}",
         "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} thread(s), "
         f"{round(time.time() - started)} s in all",
     }

@@ -11,11 +11,15 @@ to the same tokens; the passage is then judged as a *text*, encoded by the serve
 other document.
 
 Defence (:func:`flag_documents`): a poisoned passage sits abnormally close to many queries at once.
-Each document gets two scores against a reference query sample (e.g. the query log; never the
-attacked queries): the mean cosine to its ``k`` nearest reference queries, and its cosine to the mean
-query direction. Each is turned into a robust z-score over the corpus (median and MAD), and a
-document is flagged when either exceeds ``threshold``. Detection rate and false positives are what
-:func:`poison_audit` reports, on the attacked corpus and on clean corpora.
+Against a reference query sample (e.g. the query log; never the held-out queries it is judged on),
+each document gets its *occurrence* -- how many reference queries rank it in their top ``k`` -- as a
+multiple of the mean occurrence ``k * queries / documents`` (its hub ratio), and its cosine to the
+mean query direction as a robust z-score over the corpus (median and MAD). A document is flagged when
+its hub ratio exceeds ``hub_ratio`` or its z-score exceeds ``centroid_z``. Detection rate and false
+positives are what :func:`poison_audit` reports, on the attacked corpus and on clean corpora. (A
+first version scored the mean cosine to the k nearest queries instead; it detected none of the
+crafted passages -- a real on-topic abstract is as close to its nearest queries -- and is kept in the
+report as that failed run.)
 
 Written here because no maintained library ships either: GASLITE's and HotFlip's reference code are
 research scripts tied to their own models and data.
@@ -42,8 +46,8 @@ __all__ = [
 ]
 
 
-#: thresholds the audit reports detection and false positives at, beside the configured one
-THRESHOLDS = (3.0, 4.0, 5.0, 6.0, 8.0)
+#: hub-ratio thresholds the audit reports detection and false positives at, beside the configured one
+HUB_RATIOS = (3.0, 5.0, 10.0, 20.0)
 
 
 @dataclass(frozen=True)
@@ -65,12 +69,16 @@ class AttackConfig:
 class DefenceConfig:
     """Settings of :func:`flag_documents`."""
 
-    k: int = 10  #: nearest reference queries averaged per document
-    threshold: float = 6.0  #: robust z-score above which a document is flagged
+    k: int = 10  #: a document "occurs" for a reference query when it is in that query's top k
+    hub_ratio: float = 10.0  #: flag occurrence above this multiple of the mean occurrence k * m / n
+    centroid_z: float = 6.0  #: flag a robust z-score of the cosine to the mean query direction above this
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.threshold <= 0:
-            raise ValueError(f"DefenceConfig needs k >= 1 and threshold > 0, got {self.k}, {self.threshold}")
+        if self.k < 1 or self.hub_ratio <= 0 or self.centroid_z <= 0:
+            raise ValueError(
+                "DefenceConfig needs k >= 1, hub_ratio > 0 and centroid_z > 0, got "
+                f"{self.k}, {self.hub_ratio}, {self.centroid_z}"
+            )
 
 
 @dataclass
@@ -197,29 +205,33 @@ def _robust_z(values: np.ndarray) -> np.ndarray:
 def flag_documents(
     doc_vectors: np.ndarray, reference_queries: np.ndarray, config: DefenceConfig | None = None
 ) -> dict[str, np.ndarray]:
-    """Suspicion scores of every document (see the module docstring): ``knn_z`` (mean cosine to its k
-    nearest reference queries, robust z), ``centroid_z`` (cosine to the mean query direction, robust
-    z) and ``flagged`` (either above the threshold). Vectors are L2-normalised here."""
+    """Suspicion scores of every document (see the module docstring): ``occurrence`` (reference
+    queries ranking it in their exact top k), ``hub_ratio`` (that over the mean occurrence),
+    ``centroid_z`` (robust z of the cosine to the mean query direction) and ``flagged``. Vectors are
+    L2-normalised here."""
+    import faiss
+
     config = config or DefenceConfig()
     d = np.asarray(doc_vectors, np.float32)
     q = np.asarray(reference_queries, np.float32)
     if d.ndim != 2 or q.ndim != 2 or d.shape[1] != q.shape[1] or not len(d) or not len(q):
         raise ValueError(f"expected [n, d] documents and [m, d] queries, got {d.shape} and {q.shape}")
-    d = d / np.linalg.norm(d, axis=1, keepdims=True).clip(1e-9)
-    q = q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-9)
-    k = min(config.k, len(q))
-    knn = np.empty(len(d), np.float32)
-    for s in range(0, len(d), 8192):
-        sims = d[s : s + 8192] @ q.T
-        knn[s : s + len(sims)] = -np.sort(-sims, axis=1)[:, :k].mean(1)
+    d = np.ascontiguousarray(d / np.linalg.norm(d, axis=1, keepdims=True).clip(1e-9))
+    q = np.ascontiguousarray(q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-9))
+    k = min(config.k, len(d))
+    flat = faiss.IndexFlatIP(d.shape[1])
+    flat.add(d)
+    _, top = flat.search(q, k)
+    occurrence = np.bincount(top[top >= 0].ravel(), minlength=len(d))
+    hub_ratio = occurrence / (k * len(q) / len(d))
     direction = q.mean(0)
     direction /= np.linalg.norm(direction).clip(1e-9)
-    cen = d @ direction
-    knn_z, cen_z = _robust_z(knn), _robust_z(cen)
+    cen_z = _robust_z(d @ direction)
     return {
-        "knn_z": knn_z,
+        "occurrence": occurrence,
+        "hub_ratio": hub_ratio,
         "centroid_z": cen_z,
-        "flagged": (knn_z > config.threshold) | (cen_z > config.threshold),
+        "flagged": (hub_ratio > config.hub_ratio) | (cen_z > config.centroid_z),
     }
 
 
@@ -313,14 +325,16 @@ def poison_audit(
     flags = flag_documents(poisoned, ref_v, defence)
     detected = flags["flagged"][len(x) :]
     false_pos = flags["flagged"][: len(x)]
-    worst = np.maximum(flags["knn_z"], flags["centroid_z"])
-    sweep = {
-        str(t): {
-            "detection_rate": float((worst[len(x) :] > t).mean()) if crafted else math.nan,
-            "false_positive_rate": float((worst[: len(x)] > t).mean()),
-        }
-        for t in THRESHOLDS
-    }
+    n_real = len(x)
+
+    def rates(f: dict[str, np.ndarray], n: int, ratio: float) -> tuple[float, float]:
+        hit = (f["hub_ratio"] > ratio) | (f["centroid_z"] > defence.centroid_z)
+        return (float(hit[n:].mean()) if len(hit) > n else math.nan), float(hit[:n].mean())
+
+    sweep = {}
+    for ratio in HUB_RATIOS:
+        detection, fp = rates(flags, n_real, ratio)
+        sweep[str(ratio)] = {"detection_rate": detection, "false_positive_rate": fp}
     clean_rows = []
     for other in clean:
         other_docs = list(other.iter_corpus())
@@ -328,9 +342,8 @@ def poison_audit(
         other_index.add([d.id for d in other_docs], [d.full_text for d in other_docs])
         other_q = [q.text for q in other.queries().values()]
         f = flag_documents(other_index.vectors(), enc.encode_texts(other_q), defence)
-        other_worst = np.maximum(f["knn_z"], f["centroid_z"])
-        for t in THRESHOLDS:
-            sweep[str(t)][f"false_positive_rate {other.name}"] = float((other_worst > t).mean())
+        for ratio in HUB_RATIOS:
+            sweep[str(ratio)][f"false_positive_rate {other.name}"] = rates(f, len(other_docs), ratio)[1]
         clean_rows.append(
             {
                 "dataset": other.name,
@@ -338,6 +351,7 @@ def poison_audit(
                 "queries": len(other_q),
                 "flagged": int(f["flagged"].sum()),
                 "false_positive_rate": float(f["flagged"].mean()),
+                "max_hub_ratio": round(float(f["hub_ratio"].max()), 1),
             }
         )
     return {
@@ -353,8 +367,14 @@ def poison_audit(
         "false_positive_rate": float(false_pos.mean()),
         "reference_queries": len(reference),
         "crafted_scores": {
-            "knn_z": [round(float(v), 2) for v in flags["knn_z"][len(x) :]],
+            "occurrence": [int(v) for v in flags["occurrence"][len(x) :]],
+            "hub_ratio": [round(float(v), 1) for v in flags["hub_ratio"][len(x) :]],
             "centroid_z": [round(float(v), 2) for v in flags["centroid_z"][len(x) :]],
+        },
+        "real_documents": {
+            "max_occurrence": int(flags["occurrence"][: len(x)].max()),
+            "max_hub_ratio": round(float(flags["hub_ratio"][: len(x)].max()), 1),
+            "max_centroid_z": round(float(flags["centroid_z"][: len(x)].max()), 2),
         },
         "clean": clean_rows,
         "threshold_sweep": sweep,

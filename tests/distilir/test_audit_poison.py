@@ -60,24 +60,28 @@ def test_attack_settings_are_checked():
         craft_passage("paraphrase-MiniLM-L3-v2", [])
 
 
-def test_the_defence_scores_are_robust_z_scores_of_their_definition():
+def test_the_defence_scores_match_their_definition_by_hand():
     rs = np.random.RandomState(0)
     docs = rs.randn(300, 64).astype(np.float32)
     queries = (0.5 * rs.randn(50, 64) + 3 * np.eye(64)[0]).astype(np.float32)  # queries share a direction
-    planted = queries.mean(0, keepdims=True)  # a passage at the queries' mean: close to all of them
+    planted = queries.mean(0, keepdims=True)  # a passage at the queries' mean: in every query's top k
     x = np.concatenate([docs, planted])
-    out = flag_documents(x, queries, DefenceConfig(k=5, threshold=4.0))
+    out = flag_documents(x, queries, DefenceConfig(k=5, hub_ratio=10.0, centroid_z=6.0))
 
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    knn = np.sort(xn @ qn.T, axis=1)[:, -5:].mean(1)
-    mad = np.median(np.abs(knn - np.median(knn))) * 1.4826
-    np.testing.assert_allclose(out["knn_z"], (knn - np.median(knn)) / mad, rtol=1e-4, atol=1e-4)
+    top = np.argsort(-(qn @ xn.T), axis=1)[:, :5]
+    occurrence = np.bincount(top.ravel(), minlength=len(x))
+    np.testing.assert_array_equal(out["occurrence"], occurrence)
+    np.testing.assert_allclose(out["hub_ratio"], occurrence / (5 * 50 / len(x)))
     direction = qn.mean(0) / np.linalg.norm(qn.mean(0))
     cen = xn @ direction
-    cen_mad = np.median(np.abs(cen - np.median(cen))) * 1.4826
-    np.testing.assert_allclose(out["centroid_z"], (cen - np.median(cen)) / cen_mad, rtol=1e-4, atol=1e-4)
-    assert out["flagged"][-1] and out["flagged"][:-1].sum() == 0, (out["knn_z"][-1], out["knn_z"][:-1].max())
+    mad = np.median(np.abs(cen - np.median(cen))) * 1.4826
+    np.testing.assert_allclose(out["centroid_z"], (cen - np.median(cen)) / mad, rtol=1e-4, atol=1e-4)
+    assert out["occurrence"][-1] == 50 and out["flagged"][-1]
+    expected = (out["hub_ratio"] > 10) | (out["centroid_z"] > 6)
+    np.testing.assert_array_equal(out["flagged"], expected)
+    assert out["flagged"][:-1].sum() <= 3, out["hub_ratio"][:-1].max()
 
 
 def test_the_defence_refuses_mismatched_inputs():
@@ -119,10 +123,9 @@ def test_cli_audit_poison_end_to_end_and_its_bad_input(tmp_path, capsys):
     assert len(report["topics"]) == 1 and report["topics"][0]["held_out"] >= 1
     assert 0.0 <= report["detection_rate"] <= 1.0 and set(report["threshold_sweep"]) == {
         "3.0",
-        "4.0",
         "5.0",
-        "6.0",
-        "8.0",
+        "10.0",
+        "20.0",
     }
 
     few = _tiny_collection(tmp_path / "few", 3)
