@@ -84,8 +84,8 @@ def markdown(report: dict[str, Any], meta: dict[str, Any]) -> str:
         "threshold were chosen after a first audit run with seed 0 (its defence, the mean cosine to the 10 "
         "nearest reference queries as a robust z > 6, detected none of the crafted passages; 0.20 at z > 3 "
         "with 0.25 % false positives: [poison_run1_knn_defence.md](poison_run1_knn_defence.md)). This run's "
-        "topics, splits and passages (seed 1) and the clean corpora were not looked at before; scifact's real "
-        "documents were (their largest hub ratio then: 9.6).",
+        "topics, splits and passages (seed 1) and the clean corpora were not looked at before; scifact's "
+        "real documents were (their largest hub ratio then: 9.6).",
         "",
     ]
     return "\n".join(lines)
