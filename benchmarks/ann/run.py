@@ -108,9 +108,10 @@ def scifact_embeddings(data_dir: Path, cache: Path, model: str) -> tuple[np.ndar
 
 
 def synthetic(
-    n: int, nq: int, d: int, clusters: int, seed: int = 0, latent: int = 48
+    n: int, nq: int, d: int, clusters: int, seed: int = 0, latent: int = 48, query_seed: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded structured unit vectors (see the module docstring); generated in chunks."""
+    """Seeded structured unit vectors (see the module docstring); generated in chunks. ``query_seed``
+    draws other queries from the same mixture (default: seed + 2)."""
     rs = np.random.RandomState(seed)
     centers = rs.randn(clusters, latent).astype(np.float32)
     lift = (rs.randn(latent, d) / np.sqrt(latent)).astype(np.float32)
@@ -124,7 +125,8 @@ def synthetic(
             out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
         return out
 
-    return draw(n, np.random.RandomState(seed + 1)), draw(nq, np.random.RandomState(seed + 2))
+    queries = np.random.RandomState(seed + 2 if query_seed is None else query_seed)
+    return draw(n, np.random.RandomState(seed + 1)), draw(nq, queries)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -161,7 +161,9 @@ def run_synthetic(args: argparse.Namespace, setting: dict[str, Any]) -> dict[str
     from benchmarks.ann.run import synthetic
 
     x, tq = synthetic(args.synthetic_n, 1000, 384, 4000)
-    _, more = synthetic(1, args.synthetic_train + 1000, 384, 4000, seed=7)  # fresh queries, same mixture
+    _, more = synthetic(
+        0, args.synthetic_train + 1000, 384, 4000, query_seed=7
+    )  # fresh queries, same mixture
     train, dev = more[: args.synthetic_train], more[args.synthetic_train :]
     exact10 = _exact_top(x, tq, 10)
     shape = {"nlist": 1024, "pq_m": 48, "pq_nbits": 8}
@@ -266,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--synthetic-n", type=int, default=0, help="also run the synthetic set (0: skip)")
-    parser.add_argument("--synthetic-train", type=int, default=20_000)
-    parser.add_argument("--synthetic-epochs", type=int, default=4)
+    parser.add_argument("--synthetic-train", type=int, default=10_000)
+    parser.add_argument("--synthetic-epochs", type=int, default=3)
     parser.add_argument(
         "--scifact-from",
         type=Path,
