@@ -502,7 +502,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         default = action.default
         if (
             "default" in text
-            or default in (None, False, argparse.SUPPRESS)
+            or any(default is v for v in (None, False, argparse.SUPPRESS))  # `in` counts 0 as False
             or action.required
             or not action.option_strings
         ):

@@ -528,7 +528,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required:
+        unset = any(action.default is v for v in (None, False, argparse.SUPPRESS))  # `in` counts 0 as False
+        if "default" in text or unset or action.required:
             return text
         return super()._get_help_string(action)
 

@@ -63,3 +63,12 @@ def test_quiet_silences_every_progress_bar(data_dir, tmp_path):
     assert "q/s]" in loud.stderr  # the search bar, drawn even into a pipe
     assert "it/s]" not in quiet.stderr and "q/s]" not in quiet.stderr and "%|" not in quiet.stderr
     assert quiet.stdout == loud.stdout
+
+
+def test_a_zero_default_is_shown_like_any_other(capsys):
+    # argparse's `default in (None, False)` counts 0 as False: the formatter hid "(default: 0)"
+    from distilir.cli import main as distilir_main
+
+    with pytest.raises(SystemExit):
+        distilir_main(["audit", "poison", "--help"])
+    assert "attack (default: 0)" in " ".join(capsys.readouterr().out.split())
