@@ -223,12 +223,11 @@ def markdown(report: dict[str, Any]) -> str:
         if "nDCG@10 np16" in f:
             cols += ["nDCG@10 np16", "nDCG@10 np64"]
         shape = res["shape"]
-        if res.get("from"):
-            lines += [f"(This part: from `{res['from']}`.)", ""]
         lines += [
             f"## {res['name']}: `IVF{shape['nlist']},PQ{shape['pq_m']}x{shape['pq_nbits']}` "
             f"({res['bytes_per_vector']:g} bytes a vector), queries {res['queries']}",
             "",
+            *([f"From `{res['from']}`.", ""] if res.get("from") else []),
             "| index | setting | chosen epoch | dev recall@10 | "
             + " | ".join(f"test {c}" for c in cols)
             + " |",
@@ -303,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.distill_vq.run"
         + (f" --synthetic-n {args.synthetic_n}" if args.synthetic_n else "")
         + (" --scifact-from PREVIOUS.json" if args.scifact_from else "")
+        + (f" --lr {args.lr:g}" if args.lr != 1e-3 else "")
         + f" --threads {args.threads}",
         "machine": f"{os.cpu_count()} CPUs, FAISS {faiss.__version__}, torch {torch.__version__}, "
         f"{args.threads} thread(s), {round(time.time() - started)} s in all",

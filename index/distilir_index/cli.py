@@ -794,11 +794,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--nprobe", type=int, default=16, help="lists probed per query, in training and when searched"
     )
     d.add_argument("--epochs", type=int, default=10, help="passes over the training queries")
-    d.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate on centroids and codewords")
+    d.add_argument("--lr", type=float, default=3e-4, help="Adam's learning rate on centroids and codewords")
     d.add_argument(
         "--temperature", type=float, default=0.05, help="softmax temperature of the distillation KL"
     )
-    d.add_argument("--ivf-weight", type=float, default=1.0, help="weight of the coarse-centroid term")
+    d.add_argument("--ivf-weight", type=float, default=0.0, help="weight of the coarse-centroid term")
     d.add_argument(
         "--dev-fraction", type=float, default=0.2, help="share of the queries held out to choose the epoch"
     )
