@@ -401,7 +401,9 @@ def cmd_audit_poison(args) -> int:
         ds,
         args.model,
         attack=AttackConfig(length=args.length, steps=args.steps, candidates=args.candidates, seed=args.seed),
-        defence=DefenceConfig(k=args.k, hub_ratio=args.hub_ratio, centroid_z=args.centroid_z),
+        defence=DefenceConfig(
+            k=args.k, hub_ratio=args.hub_ratio, min_occurrence=args.min_occurrence, centroid_z=args.centroid_z
+        ),
         topics=args.topics,
         clean=clean,
         progress=say,
@@ -770,6 +772,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="defence: flag occurrence above this multiple of the mean",
+    )
+    ap.add_argument(
+        "--min-occurrence",
+        type=int,
+        default=10,
+        help="defence: ... and ranked in the top k of this many queries",
     )
     ap.add_argument(
         "--centroid-z",

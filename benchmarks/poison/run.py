@@ -8,9 +8,10 @@ over the 1,109 train + test queries), each topic's queries split in half -- targ
 the share of held-out queries whose top 10 holds the passage, a naive passage (the target queries'
 texts joined) beside it, then the defence on scifact with the crafted passages added (reference:
 scifact's train queries minus the held-out ones) and on clean cacm and arguana with their own
-queries. Seed 1 by default: the first audit run (seed 0) was looked at while the defence was
-reworked, so these topics, splits and passages are fresh for it. Writes benchmarks/reports/poison.md
-and poison.json.
+queries, and on the clean corpora given (default: cacm, arguana, cranfield, lisa, time). Seed 2 by
+default: runs with seeds 0 and 1 were looked at while the defence was reworked (see the report), so
+these topics, splits and passages are fresh for it. Writes benchmarks/reports/poison.md and
+poison.json.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def markdown(report: dict[str, Any], meta: dict[str, Any]) -> str:
         f"{report['naive_top10_rate']:.3f}** (GASLITE reports 61–100% with its much longer optimisation "
         "on GPUs).",
         "",
-        f"Defence (`distilir.audit.flag_documents`, k={d['k']}, hub ratio {d['hub_ratio']}, centroid z "
+        f"Defence (`distilir.audit.flag_documents`, k={d['k']}, hub ratio {d['hub_ratio']} with at least "
+        f"{d['min_occurrence']} queries, centroid z "
         f"{d['centroid_z']}): {report['reference_queries']} reference queries (scifact train, the "
         f"held-out ones removed). Detection of the crafted passages {report['detection_rate']:.2f}; false "
         f"positives on scifact's real documents {report['false_positives']} "
@@ -80,12 +82,18 @@ def markdown(report: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append(f"| {t} | {row['detection_rate']:.2f} | {row['false_positive_rate']:.4%} | {clean} |")
     lines += [
         "",
-        "The sweep shows the trade-off; it selects nothing. The defence's statistic and its default "
-        "threshold were chosen after a first audit run with seed 0 (its defence, the mean cosine to the 10 "
-        "nearest reference queries as a robust z > 6, detected none of the crafted passages; 0.20 at z > 3 "
-        "with 0.25 % false positives: [poison_run1_knn_defence.md](poison_run1_knn_defence.md)). This run's "
-        "topics, splits and passages (seed 1) and the clean corpora were not looked at before; scifact's "
-        "real documents were (their largest hub ratio then: 9.6).",
+        "The sweep shows the trade-off; it selects nothing. How the defence came to be (each change "
+        "made after looking at a run, each figure above from data the change had not seen): run 1 (seed "
+        "0) with the first defence, the mean cosine to the 10 nearest reference queries as a robust z > 6, "
+        "detected none of the crafted passages (0.20 at z > 3 with 0.25 % false positives: "
+        "[poison_run1_knn_defence.md](poison_run1_knn_defence.md)); the hub ratio > 10 replaced it, chosen "
+        "on run 1's passages and scifact's documents; run 2 (seed 1, "
+        "[poison_run2_seed1.md](poison_run2_seed1.md)) detected 5/5 with false positives 0 % on scifact, "
+        "0.02 % on arguana but 3.4 % on cacm, whose 64 reference queries make one query's top 10 a large "
+        "ratio; the "
+        "minimum of 10 ranking queries was added for that. This run (seed 2) has fresh topics, splits and "
+        "passages; cranfield, lisa and time are clean corpora not looked at before; cacm and arguana were "
+        "(run 2).",
         "",
     ]
     return "\n".join(lines)
@@ -100,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=int, default=32)
     parser.add_argument("--candidates", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=1, help="seed of the topics, splits and attacks")
+    parser.add_argument("--seed", type=int, default=2, help="seed of the topics, splits and attacks")
+    parser.add_argument(
+        "--clean", nargs="+", default=["cacm", "arguana", "cranfield", "lisa", "time"], help="clean corpora"
+    )
     parser.add_argument("--out", type=Path, default=REPORTS)
     args = parser.parse_args(argv)
     import torch
@@ -115,13 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         "all-MiniLM-L6-v2",
         attack=AttackConfig(length=args.length, steps=args.steps, candidates=args.candidates, seed=args.seed),
         topics=args.topics,
-        clean=[load_dataset("cacm"), load_dataset("arguana")],
+        clean=[load_dataset(name) for name in args.clean],
         progress=lambda line: print(line, flush=True),
     )
     meta = {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "command": f"python -m benchmarks.poison.run --topics {args.topics} --steps {args.steps} "
-        f"--seed {args.seed} --threads {args.threads}",
+        f"--seed {args.seed} --threads {args.threads} --clean {' '.join(args.clean)}",
         "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} thread(s), "
         f"{round(time.time() - started)} s in all",
     }

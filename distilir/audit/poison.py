@@ -15,7 +15,9 @@ Against a reference query sample (e.g. the query log; never the held-out queries
 each document gets its *occurrence* -- how many reference queries rank it in their top ``k`` -- as a
 multiple of the mean occurrence ``k * queries / documents`` (its hub ratio), and its cosine to the
 mean query direction as a robust z-score over the corpus (median and MAD). A document is flagged when
-its hub ratio exceeds ``hub_ratio`` or its z-score exceeds ``centroid_z``. Detection rate and false
+its hub ratio exceeds ``hub_ratio`` while at least ``min_occurrence`` queries rank it (so that a few
+queries over a large corpus do not make every document they retrieve a hub), or its z-score exceeds
+``centroid_z``. Detection rate and false
 positives are what :func:`poison_audit` reports, on the attacked corpus and on clean corpora. (A
 first version scored the mean cosine to the k nearest queries instead; it detected none of the
 crafted passages -- a real on-topic abstract is as close to its nearest queries -- and is kept in the
@@ -71,13 +73,14 @@ class DefenceConfig:
 
     k: int = 10  #: a document "occurs" for a reference query when it is in that query's top k
     hub_ratio: float = 10.0  #: flag occurrence above this multiple of the mean occurrence k * m / n
+    min_occurrence: int = 10  #: ... and by at least this many reference queries
     centroid_z: float = 6.0  #: flag a robust z-score of the cosine to the mean query direction above this
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.hub_ratio <= 0 or self.centroid_z <= 0:
+        if self.k < 1 or self.hub_ratio <= 0 or self.centroid_z <= 0 or self.min_occurrence < 1:
             raise ValueError(
-                "DefenceConfig needs k >= 1, hub_ratio > 0 and centroid_z > 0, got "
-                f"{self.k}, {self.hub_ratio}, {self.centroid_z}"
+                "DefenceConfig needs k >= 1, hub_ratio > 0, min_occurrence >= 1 and centroid_z > 0, got "
+                f"{self.k}, {self.hub_ratio}, {self.min_occurrence}, {self.centroid_z}"
             )
 
 
@@ -231,7 +234,8 @@ def flag_documents(
         "occurrence": occurrence,
         "hub_ratio": hub_ratio,
         "centroid_z": cen_z,
-        "flagged": (hub_ratio > config.hub_ratio) | (cen_z > config.centroid_z),
+        "flagged": ((hub_ratio > config.hub_ratio) & (occurrence >= config.min_occurrence))
+        | (cen_z > config.centroid_z),
     }
 
 
@@ -328,7 +332,8 @@ def poison_audit(
     n_real = len(x)
 
     def rates(f: dict[str, np.ndarray], n: int, ratio: float) -> tuple[float, float]:
-        hit = (f["hub_ratio"] > ratio) | (f["centroid_z"] > defence.centroid_z)
+        hub = (f["hub_ratio"] > ratio) & (f["occurrence"] >= defence.min_occurrence)
+        hit = hub | (f["centroid_z"] > defence.centroid_z)
         return (float(hit[n:].mean()) if len(hit) > n else math.nan), float(hit[:n].mean())
 
     sweep = {}

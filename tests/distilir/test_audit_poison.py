@@ -66,7 +66,7 @@ def test_the_defence_scores_match_their_definition_by_hand():
     queries = (0.5 * rs.randn(50, 64) + 3 * np.eye(64)[0]).astype(np.float32)  # queries share a direction
     planted = queries.mean(0, keepdims=True)  # a passage at the queries' mean: in every query's top k
     x = np.concatenate([docs, planted])
-    out = flag_documents(x, queries, DefenceConfig(k=5, hub_ratio=10.0, centroid_z=6.0))
+    out = flag_documents(x, queries, DefenceConfig(k=5, hub_ratio=10.0, min_occurrence=10, centroid_z=6.0))
 
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
@@ -79,8 +79,13 @@ def test_the_defence_scores_match_their_definition_by_hand():
     mad = np.median(np.abs(cen - np.median(cen))) * 1.4826
     np.testing.assert_allclose(out["centroid_z"], (cen - np.median(cen)) / mad, rtol=1e-4, atol=1e-4)
     assert out["occurrence"][-1] == 50 and out["flagged"][-1]
-    expected = (out["hub_ratio"] > 10) | (out["centroid_z"] > 6)
+    expected = ((out["hub_ratio"] > 10) & (occurrence >= 10)) | (out["centroid_z"] > 6)
     np.testing.assert_array_equal(out["flagged"], expected)
+    # a few queries over many documents: ranked by 3 of 3 queries is a large ratio but not "many queries"
+    few = flag_documents(
+        x, queries[:3], DefenceConfig(k=5, hub_ratio=10.0, min_occurrence=10, centroid_z=50.0)
+    )
+    assert few["occurrence"][-1] == 3 and few["hub_ratio"][-1] > 10 and not few["flagged"].any()
     assert out["flagged"][:-1].sum() <= 3, out["hub_ratio"][:-1].max()
 
 
