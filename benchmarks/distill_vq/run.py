@@ -95,6 +95,19 @@ def measure(index: Any, x: np.ndarray, tq: np.ndarray, exact10: np.ndarray, extr
     return out
 
 
+def _run_row(setting: dict[str, Any], result: Any, t0: float, measured: dict[str, Any]) -> dict[str, Any]:
+    """One distilled run as the report records it."""
+    return {
+        "setting": setting,
+        "config": asdict(result.config),
+        "chosen_epoch": result.chosen_epoch,
+        "dev_recall@10": max(h["dev_recall@10"] for h in result.history),
+        "history": result.history,
+        "seconds": round(time.perf_counter() - t0, 1),
+        **measured,
+    }
+
+
 def run_scifact(args: argparse.Namespace) -> dict[str, Any]:
     import faiss
     from distilir_index.distill_vq import DistillVQConfig, _exact_top, distill_ivfpq, faiss_ivfpq
@@ -130,15 +143,7 @@ def run_scifact(args: argparse.Namespace) -> dict[str, Any]:
         config = DistillVQConfig(**shape, epochs=args.epochs, lr=args.lr, **kw)
         t0 = time.perf_counter()
         result = distill_ivfpq(x, tr, dev, config, self_positions=selfp, progress=print)
-        row = {
-            "setting": setting,
-            "config": asdict(config),
-            "chosen_epoch": result.chosen_epoch,
-            "dev_recall@10": max(h["dev_recall@10"] for h in result.history),
-            "history": result.history,
-            "seconds": round(time.perf_counter() - t0, 1),
-            **measure(result.index, x, tq, exact10, nd),
-        }
+        row = _run_row(setting, result, t0, measure(result.index, x, tq, exact10, nd))
         print(json.dumps({k: v for k, v in row.items() if k not in ("history", "config")}), flush=True)
         runs.append(row)
     chosen = max(range(len(runs)), key=lambda i: runs[i]["dev_recall@10"])
@@ -178,15 +183,7 @@ def run_synthetic(args: argparse.Namespace, setting: dict[str, Any]) -> dict[str
     )
     t0 = time.perf_counter()
     result = distill_ivfpq(x, train, dev, config, progress=print)
-    row = {
-        "setting": setting,
-        "config": asdict(config),
-        "chosen_epoch": result.chosen_epoch,
-        "dev_recall@10": max(h["dev_recall@10"] for h in result.history),
-        "history": result.history,
-        "seconds": round(time.perf_counter() - t0, 1),
-        **measure(result.index, x, tq, exact10),
-    }
+    row = _run_row(setting, result, t0, measure(result.index, x, tq, exact10))
     return {
         "name": f"synthetic {args.synthetic_n:,}",
         "shape": shape,

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -230,13 +230,15 @@ def flag_documents(
     direction = q.mean(0)
     direction /= np.linalg.norm(direction).clip(1e-9)
     cen_z = _robust_z(d @ direction)
-    return {
-        "occurrence": occurrence,
-        "hub_ratio": hub_ratio,
-        "centroid_z": cen_z,
-        "flagged": ((hub_ratio > config.hub_ratio) & (occurrence >= config.min_occurrence))
-        | (cen_z > config.centroid_z),
-    }
+    scores = {"occurrence": occurrence, "hub_ratio": hub_ratio, "centroid_z": cen_z}
+    scores["flagged"] = _flagged(scores, config)
+    return scores
+
+
+def _flagged(scores: dict[str, np.ndarray], config: DefenceConfig) -> np.ndarray:
+    """The defence's rule over :func:`flag_documents`' scores (also used by the audit's threshold sweep)."""
+    hub = (scores["hub_ratio"] > config.hub_ratio) & (scores["occurrence"] >= config.min_occurrence)
+    return hub | (scores["centroid_z"] > config.centroid_z)
 
 
 def query_topics(query_vectors: np.ndarray, n_topics: int, *, seed: int = 0) -> np.ndarray:
@@ -278,10 +280,17 @@ def poison_audit(
 
     say = progress or (lambda line: None)
     attack, defence = attack or AttackConfig(), defence or DefenceConfig()
-    index = make_index("dense", model=model)
-    docs = list(dataset.iter_corpus())
-    index.add([d.id for d in docs], [d.full_text for d in docs])
-    x = index.vectors()
+    from distilir_index.encoders import DenseEncoder
+
+    doc_encoder = DenseEncoder(model)  # loaded once, for the attacked corpus and every clean one
+
+    def document_vectors(collection: Any) -> np.ndarray:
+        index = make_index("dense", encoder=doc_encoder)  # through the shared embedding cache
+        docs = list(collection.iter_corpus())
+        index.add([d.id for d in docs], [d.full_text for d in docs])
+        return index.vectors()
+
+    x = document_vectors(dataset)
     enc = _Encoder(model)
 
     splits = dataset.splits()
@@ -332,8 +341,7 @@ def poison_audit(
     n_real = len(x)
 
     def rates(f: dict[str, np.ndarray], n: int, ratio: float) -> tuple[float, float]:
-        hub = (f["hub_ratio"] > ratio) & (f["occurrence"] >= defence.min_occurrence)
-        hit = hub | (f["centroid_z"] > defence.centroid_z)
+        hit = _flagged(f, replace(defence, hub_ratio=ratio))
         return (float(hit[n:].mean()) if len(hit) > n else math.nan), float(hit[:n].mean())
 
     sweep = {}
@@ -342,17 +350,15 @@ def poison_audit(
         sweep[str(ratio)] = {"detection_rate": detection, "false_positive_rate": fp}
     clean_rows = []
     for other in clean:
-        other_docs = list(other.iter_corpus())
-        other_index = make_index("dense", model=model)
-        other_index.add([d.id for d in other_docs], [d.full_text for d in other_docs])
+        other_x = document_vectors(other)
         other_q = [q.text for q in other.queries().values()]
-        f = flag_documents(other_index.vectors(), enc.encode_texts(other_q), defence)
+        f = flag_documents(other_x, enc.encode_texts(other_q), defence)
         for ratio in HUB_RATIOS:
-            sweep[str(ratio)][f"false_positive_rate {other.name}"] = rates(f, len(other_docs), ratio)[1]
+            sweep[str(ratio)][f"false_positive_rate {other.name}"] = rates(f, len(other_x), ratio)[1]
         clean_rows.append(
             {
                 "dataset": other.name,
-                "documents": len(other_docs),
+                "documents": len(other_x),
                 "queries": len(other_q),
                 "flagged": int(f["flagged"].sum()),
                 "false_positive_rate": float(f["flagged"].mean()),
