@@ -26,13 +26,19 @@ def _copy(data_dir, name, dest):
 
 def _scored(env, depth=3):
     """TIME's test queries, their BM25 top ``depth`` scored by the BM25 teacher, through the CLI."""
-    cands, store = env / "c.jsonl", env / "s"
+    cands = env / "c.jsonl"
     assert (
         main(
             ["candidates", "--dataset", "time", "--split", "test", "--depth", str(depth), "--out", str(cands)]
         )
         == 0
     )
+    return cands, _teach(env, cands)
+
+
+def _teach(env, cands):
+    """``distilir teach`` of ``cands`` with the BM25 teacher into env/s."""
+    store = env / "s"
     assert (
         main(
             [
@@ -49,7 +55,7 @@ def _scored(env, depth=3):
         )
         == 0
     )
-    return cands, store
+    return store
 
 
 def _no_queries(data_dir, tmp_path):
@@ -275,23 +281,7 @@ def test_training_on_a_partly_scored_store_warns(env, capsys):
     lines = cands.read_text().splitlines()
     first = sorted({ln.split()[0] for ln in lines})[:10]
     cands.write_text("".join(ln + "\n" for ln in lines if ln.split()[0] in first))  # an interrupted scoring
-    store = env / "s"
-    assert (
-        main(
-            [
-                "teach",
-                "--dataset",
-                "time",
-                "--candidates",
-                str(cands),
-                "--teacher",
-                "bm25",
-                "--out",
-                str(store),
-            ]
-        )
-        == 0
-    )
+    store = _teach(env, cands)
     with pytest.warns(UserWarning, match="holds lists for 10 of the 82 queries"):
         lists, _, _ = load_training_lists(DataConfig(teacher_store=str(store), dataset="time", split="test"))
     assert len(lists) == 10
